@@ -1,0 +1,146 @@
+"""dropkit's PyTorch custom operators.
+
+They make dropkit opaque to ``torch.compile`` and ``torch.export`` (no graph breaks, and Inductor
+cannot swap dropkit's stream for its own RNG) and carry the autograd rule that keeps no mask:
+
+- ``dropkit::draw_seed(like)`` draws a fresh 64-bit seed from the default CPU generator as a 0-d
+  int64 CPU tensor. Tagged ``nondeterministic_seeded`` so compilers never merge two draws.
+- ``dropkit::keep_mask_apply(x, seed, offset, threshold, scale)`` returns
+  ``x * (scale if word >= threshold else 0)``. It is linear in ``x`` with the same multiplier, so
+  its backward is the same op applied to the incoming gradient: only the seed (8 bytes) is saved.
+- ``dropkit::keep_mask_apply_`` is the in-place form (no autograd; used when no grad is needed).
+- ``dropkit::broadcast_keep_mask_apply(x, seed, offset, threshold, scale, mask_shape)``: the same
+  with one mask over ``mask_shape`` (broadcastable to ``x``, same rank) broadcast over ``x``; the
+  stream indexes the mask's elements. The base of spatial, locked and drop-path style methods.
+
+The seed travels as a tensor, not a Python int: an ``.item()`` in traced code would break the graph.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dropkit import kernels, rng
+from dropkit.kernels import reference
+
+__all__ = [
+    "broadcast_keep_mask_apply",
+    "draw_seed",
+    "keep_mask_apply",
+    "keep_mask_apply_",
+    "seed_tensor",
+]
+
+_INT64_MIN = -(2**63)
+_UINT64_MAX = 2**64 - 1
+
+
+def seed_tensor(seed: int | torch.Tensor) -> torch.Tensor:
+    """A 0-d int64 CPU tensor holding ``seed`` (ints in [-2**63, 2**64) wrap to int64)."""
+    if isinstance(seed, torch.Tensor):
+        if seed.numel() != 1 or seed.dtype.is_floating_point or seed.dtype.is_complex:
+            raise ValueError(
+                f"seed must be an int or a one-element integer tensor, got {seed.dtype} "
+                f"tensor of shape {tuple(seed.shape)}"
+            )
+        return seed.reshape(()).to(device="cpu", dtype=torch.int64)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if not _INT64_MIN <= seed <= _UINT64_MAX:
+        raise ValueError(f"seed must lie in [-2**63, 2**64 - 1], got {seed}")
+    if seed >= 2**63:
+        seed -= 2**64
+    return torch.tensor(seed, dtype=torch.int64)
+
+
+@torch.library.custom_op(
+    "dropkit::draw_seed", mutates_args=(), tags=(torch.Tag.nondeterministic_seeded,)
+)
+def draw_seed(like: torch.Tensor) -> torch.Tensor:
+    """Draw a seed from the default CPU generator; ``like`` only orders the draw in a graph."""
+    return torch.tensor(rng.draw_seed(), dtype=torch.int64)
+
+
+@draw_seed.register_fake
+def _draw_seed_fake(like: torch.Tensor) -> torch.Tensor:
+    return torch.empty((), dtype=torch.int64, device="cpu")
+
+
+@torch.library.custom_op("dropkit::keep_mask_apply", mutates_args=())
+def keep_mask_apply(
+    x: torch.Tensor, seed: torch.Tensor, offset: int, threshold: int, scale: float
+) -> torch.Tensor:
+    """``x * (scale if stream word >= threshold else 0)``; a new contiguous tensor."""
+    return kernels.apply_keep_mask(x.contiguous(), int(seed), offset, threshold, scale)
+
+
+@keep_mask_apply.register_fake
+def _keep_mask_apply_fake(x, seed, offset, threshold, scale):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    _, seed, offset, threshold, scale = inputs
+    ctx.save_for_backward(seed)
+    ctx.offset, ctx.threshold, ctx.scale = offset, threshold, scale
+
+
+def _backward(ctx, grad: torch.Tensor):
+    (seed,) = ctx.saved_tensors
+    grad_input = keep_mask_apply(grad, seed, ctx.offset, ctx.threshold, ctx.scale)
+    return grad_input, None, None, None, None
+
+
+keep_mask_apply.register_autograd(_backward, setup_context=_setup_context)
+
+
+@torch.library.custom_op("dropkit::keep_mask_apply_", mutates_args=("x",))
+def keep_mask_apply_(
+    x: torch.Tensor, seed: torch.Tensor, offset: int, threshold: int, scale: float
+) -> None:
+    """In-place ``keep_mask_apply``."""
+    if x.is_contiguous():
+        kernels.apply_keep_mask(x, int(seed), offset, threshold, scale, out=x)
+    else:
+        x.copy_(kernels.apply_keep_mask(x.contiguous(), int(seed), offset, threshold, scale))
+
+
+@keep_mask_apply_.register_fake
+def _keep_mask_apply__fake(x, seed, offset, threshold, scale) -> None:
+    return None
+
+
+@torch.library.custom_op("dropkit::broadcast_keep_mask_apply", mutates_args=())
+def broadcast_keep_mask_apply(
+    x: torch.Tensor,
+    seed: torch.Tensor,
+    offset: int,
+    threshold: int,
+    scale: float,
+    mask_shape: list[int],
+) -> torch.Tensor:
+    """``x * multiplier`` with the multiplier drawn over ``mask_shape`` and broadcast over ``x``."""
+    return reference.apply_keep_mask(
+        x, int(seed), offset, threshold, scale, mask_shape=tuple(mask_shape)
+    ).contiguous()
+
+
+@broadcast_keep_mask_apply.register_fake
+def _broadcast_keep_mask_apply_fake(x, seed, offset, threshold, scale, mask_shape):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def _broadcast_setup_context(ctx, inputs, output) -> None:
+    _, seed, offset, threshold, scale, mask_shape = inputs
+    ctx.save_for_backward(seed)
+    ctx.args = (offset, threshold, scale, mask_shape)
+
+
+def _broadcast_backward(ctx, grad: torch.Tensor):
+    (seed,) = ctx.saved_tensors
+    return broadcast_keep_mask_apply(grad, seed, *ctx.args), None, None, None, None, None
+
+
+broadcast_keep_mask_apply.register_autograd(
+    _broadcast_backward, setup_context=_broadcast_setup_context
+)

@@ -1,0 +1,67 @@
+"""The reference dropout kernel: plain torch, obviously correct, the definition of the semantics.
+
+Every fast backend must reproduce :func:`apply_keep_mask` bit for bit. The multiplier of element
+``i`` is ``scale`` if its stream word is ``>= threshold`` and ``0`` otherwise; the product is formed
+in the accumulation dtype (float64 for float64 inputs, float32 for every other floating dtype) and
+rounded once, to nearest even, to the input dtype. A dropped element is *multiplied* by zero, so a
+NaN or an Inf input stays NaN in the output, exactly as with ``torch.nn.functional.dropout``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from dropkit import rng
+
+__all__ = ["accumulation_dtype", "apply_keep_mask", "keep_multiplier"]
+
+
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the product is formed in before rounding to ``dtype``."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def apply_keep_mask(
+    x: torch.Tensor,
+    seed: int,
+    offset: int,
+    threshold: int,
+    scale: float,
+    out: torch.Tensor | None = None,
+    mask_shape: tuple[int, ...] | None = None,
+) -> torch.Tensor:
+    """``out = x * (scale if word(i) >= threshold else 0)`` over the row-major flattening of ``x``.
+
+    ``out`` (optional) receives the result and may be ``x`` itself; it must have ``x``'s shape.
+    Also serves broadcast masks: with ``mask_shape`` broadcastable to ``x.shape`` (same number of
+    dimensions), the stream indexes the elements of the *mask* and the mask is broadcast over ``x``.
+    """
+    acc = accumulation_dtype(x.dtype)
+    shape = x.shape if mask_shape is None else tuple(mask_shape)
+    multiplier = keep_multiplier(shape, seed, offset, threshold, scale, acc, x.device)
+    result = (x.to(acc) * multiplier).to(x.dtype)
+    if out is None:
+        return result
+    out.copy_(result)
+    return out
+
+
+def keep_multiplier(
+    shape: tuple[int, ...] | torch.Size,
+    seed: int,
+    offset: int,
+    threshold: int,
+    scale: float,
+    dtype: torch.dtype,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """The multiplier tensor of ``shape``: ``scale`` where the stream word is ``>= threshold``,
+    else 0, in ``dtype`` (``scale`` is rounded to ``dtype`` once)."""
+    words = rng.stream_words(math.prod(shape), seed, offset, device=device).reshape(tuple(shape))
+    return torch.where(
+        words >= threshold,
+        torch.tensor(scale, dtype=dtype, device=words.device),
+        torch.tensor(0.0, dtype=dtype, device=words.device),
+    )
