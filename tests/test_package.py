@@ -1,0 +1,28 @@
+"""Package-level promises: version, public names, and an import that compiles nothing."""
+
+import subprocess
+import sys
+
+import dropkit
+
+
+def test_version():
+    assert dropkit.__version__ == "0.1.0"
+
+
+def test_import_compiles_nothing():
+    code = (
+        "import sys, dropkit, torch; "
+        "assert 'dropkit.kernels.numba_cpu' not in sys.modules; "
+        "assert 'numba' not in sys.modules; "
+        "assert hasattr(torch.ops.dropkit, 'keep_mask_apply')"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_backend_selection_errors():
+    import pytest
+
+    with pytest.raises(ValueError, match="backend must be one of"):
+        dropkit.set_backend("cuda")
+    assert dropkit.get_backend() == "auto"
