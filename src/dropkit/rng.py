@@ -1,8 +1,8 @@
 """The dropkit random stream: Philox4x32-10, counter-based, one definition for every backend.
 
 Every mask dropkit draws is a pure function of ``(seed, offset, element index)``; this module is the
-normative, plain-torch definition of that function (see ``docs/rng-stream.md`` in the project and
-Salmon et al., SC'11, "Parallel random numbers: as easy as 1, 2, 3").
+normative, plain-torch definition of that function (Philox4x32-10 from Salmon et al., SC'11,
+"Parallel random numbers: as easy as 1, 2, 3", as in Random123, cuRAND and Triton).
 
 Layout. A call uses one 64-bit ``seed``; ``key = (seed & 0xffffffff, seed >> 32)``. Element ``i`` of
 the flattened (logical, row-major) tensor with stream offset ``o`` reads word ``j % 4`` of
@@ -42,6 +42,7 @@ __all__ = [
     "normal",
     "derive_seed",
     "draw_seed",
+    "draw_seed_tensor",
     "split_seed",
 ]
 
@@ -182,11 +183,15 @@ def normal(
     return z.to(dtype).reshape(tuple(shape))
 
 
+def draw_seed_tensor(generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draw one 64-bit seed from ``generator`` (default: the default CPU generator) as a 0-d int64
+    CPU tensor; one draw consumes the generator exactly as :func:`draw_seed` does."""
+    return torch.empty((), dtype=torch.int64).random_(-(2**63), 2**63 - 1, generator=generator)
+
+
 def draw_seed(generator: torch.Generator | None = None) -> int:
     """Draw one 64-bit seed (a signed int64 value) from ``generator`` or the default generator."""
-    seed = torch.empty((), dtype=torch.int64)
-    seed.random_(-(2**63), 2**63 - 1, generator=generator)
-    return int(seed)
+    return int(draw_seed_tensor(generator))
 
 
 def derive_seed(base_seed: int, index: int) -> int:

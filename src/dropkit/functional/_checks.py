@@ -65,10 +65,13 @@ def resolve_stream(
     if generator is not None:
         if not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-        return ops.seed_tensor(rng.draw_seed(generator)), offset
+        return rng.draw_seed_tensor(generator), offset
     stream = _state.sample_stream()
     if stream is not None:
         call_seed = rng.derive_seed(stream.base_seed, stream.calls)
         stream.calls += 1
         return ops.seed_tensor(call_seed), offset + stream.replica * mask_numel
-    return torch.ops.dropkit.draw_seed(input), offset
+    if torch.compiler.is_compiling():
+        return torch.ops.dropkit.draw_seed(input), offset
+    # Eager: the same draw as the op performs, without the dispatcher's overhead.
+    return rng.draw_seed_tensor(), offset

@@ -58,7 +58,7 @@ def seed_tensor(seed: int | torch.Tensor) -> torch.Tensor:
 )
 def draw_seed(like: torch.Tensor) -> torch.Tensor:
     """Draw a seed from the default CPU generator; ``like`` only orders the draw in a graph."""
-    return torch.tensor(rng.draw_seed(), dtype=torch.int64)
+    return rng.draw_seed_tensor()
 
 
 @draw_seed.register_fake

@@ -1,0 +1,74 @@
+"""The numba backend matches the reference bit for bit: every dtype, size, offset, thread count."""
+
+import numba
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dropkit import rng
+from dropkit.kernels import numba_cpu, reference
+
+DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    return t.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("numel,offset", [(1, 0), (13, 3), (4096, 1), (70_001, 6), (300_007, 2)])
+def test_bit_identical_to_reference(dtype, numel, offset):
+    x = (torch.randn(numel) * 100).to(dtype)
+    threshold = rng.keep_threshold(0.37)
+    want = reference.apply_keep_mask(x, 12345, offset, threshold, 1 / 0.63)
+    got = numba_cpu.apply_keep_mask(x, 12345, offset, threshold, 1 / 0.63)
+    assert torch.equal(bits(got), bits(want))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_same_result_for_any_thread_count(threads):
+    x = torch.randn(1 << 18)
+    threshold = rng.keep_threshold(0.5)
+    want = reference.apply_keep_mask(x, -7, 0, threshold, 2.0)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        got = numba_cpu.apply_keep_mask(x, -7, 0, threshold, 2.0)
+    finally:
+        numba.set_num_threads(previous)
+    assert torch.equal(bits(got), bits(want))
+
+
+def test_in_place_output_and_extreme_thresholds():
+    x = torch.randn(100_000)
+    want = reference.apply_keep_mask(x, 3, 0, rng.keep_threshold(0.2), 1.25)
+    y = x.clone()
+    numba_cpu.apply_keep_mask(y, 3, 0, rng.keep_threshold(0.2), 1.25, out=y)
+    assert torch.equal(y, want)
+    assert torch.equal(numba_cpu.apply_keep_mask(x, 3, 0, 2**32, 0.0), torch.zeros_like(x))
+    assert torch.equal(numba_cpu.apply_keep_mask(x, 3, 0, 0, 1.0), x)
+
+
+def test_special_values_and_half_rounding():
+    special = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, -0.0, 65504.0, 6e-8])
+    for dtype in DTYPES:
+        x = special.to(dtype).repeat(1000)
+        want = reference.apply_keep_mask(x, 9, 0, rng.keep_threshold(0.5), 3.0)
+        got = numba_cpu.apply_keep_mask(x, 9, 0, rng.keep_threshold(0.5), 3.0)
+        assert torch.equal(bits(got), bits(want)), dtype
+
+
+@given(
+    numel=st.integers(0, 5000),
+    offset=st.integers(0, 2**36),
+    seed=st.integers(-(2**63), 2**63 - 1),
+    p=st.floats(0, 1),
+)
+@settings(max_examples=40, deadline=None)
+def test_property_matches_reference(numel, offset, seed, p):
+    x = torch.randn(numel)
+    threshold = rng.keep_threshold(p)
+    want = reference.apply_keep_mask(x, seed, offset, threshold, 1.5)
+    got = numba_cpu.apply_keep_mask(x, seed, offset, threshold, 1.5)
+    assert torch.equal(bits(got), bits(want))
