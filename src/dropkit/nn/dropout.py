@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from dropkit import functional as F
-from dropkit.functional._checks import check_mode, check_probability
+from dropkit.nn._base import DropoutBase
 
 __all__ = ["Dropout"]
 
 
-class Dropout(nn.Module):
+class Dropout(DropoutBase):
     r"""Zero each element with probability ``p`` in training (:func:`dropkit.functional.dropout`).
 
     Same arguments, defaults and errors as ``torch.nn.Dropout``, plus ``mode`` (``"inverted"``,
@@ -23,48 +22,7 @@ class Dropout(nn.Module):
         - Output: :math:`(*)`, same shape as the input.
     """
 
-    __constants__ = ["p", "inplace", "mode"]
-
-    def __init__(
-        self,
-        p: float = 0.5,
-        inplace: bool = False,
-        *,
-        mode: str = "inverted",
-        generator: torch.Generator | None = None,
-        seed: int | None = None,
-    ) -> None:
-        super().__init__()
-        self.p = check_probability(p)
-        self.inplace = bool(inplace)
-        self.mode = check_mode(mode)
-        if generator is not None and seed is not None:
-            raise ValueError("pass either seed or generator, not both")
-        self.generator = generator
-        self.seed = seed
-
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return F.dropout(
-            input,
-            self.p,
-            self.training,
-            self.inplace,
-            mode=self.mode,
-            generator=self.generator,
-            seed=self.seed,
+            input, self.p, self.training, self.inplace, mode=self.mode, **self._random_kwargs()
         )
-
-    def extra_repr(self) -> str:
-        text = f"p={self.p}, inplace={self.inplace}"
-        if self.mode != "inverted":
-            text += f", mode={self.mode!r}"
-        if self.seed is not None:
-            text += f", seed={self.seed}"
-        return text
-
-    def __getstate__(self):
-        # torch.Generator cannot be pickled; a pickled/deep-copied layer falls back to the default
-        # generator rather than failing.
-        state = self.__dict__.copy()
-        state["generator"] = None
-        return state

@@ -1,0 +1,83 @@
+"""Alpha dropout for self-normalising (SELU) networks (Klambauer et al. 2017), as in torch."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from dropkit import _state, rng
+from dropkit.functional._checks import (
+    check_floating,
+    check_offset,
+    check_probability,
+    resolve_stream,
+)
+
+__all__ = ["alpha_dropout", "feature_alpha_dropout"]
+
+# -lambda * alpha of SELU: the value a SELU unit saturates to; torch uses the same constant.
+SELU_ALPHA_PRIME = 1.7580993408473766
+
+
+def _alpha(input, p, training, inplace, feature, generator, seed, offset):
+    check_floating(input, "feature_alpha_dropout" if feature else "alpha_dropout")
+    p = check_probability(p)
+    check_offset(offset)
+    if not _state.is_stochastic(training) or p == 0.0 or input.numel() == 0:
+        return input
+    if p == 1.0:
+        return input.mul_(0.0) if inplace else input * 0.0
+    if feature:
+        if input.dim() < 2:
+            raise ValueError(f"feature_alpha_dropout needs (N, C, ...) input, got {input.dim()}D")
+        shape = list(input.shape[:2]) + [1] * (input.dim() - 2)
+    else:
+        shape = list(input.shape)
+    seed_t, offset = resolve_stream(input, generator, seed, offset, math.prod(shape))
+    threshold = rng.keep_threshold(p)
+    a = 1.0 / math.sqrt((SELU_ALPHA_PRIME**2 * p + 1.0) * (1.0 - p))
+    apply = torch.ops.dropkit.broadcast_keep_mask_apply
+    kept = apply(input, seed_t, offset, threshold, a, shape)  # a * m * x, regenerated in backward
+    mask = apply(torch.ones(shape, dtype=input.dtype, device=input.device), seed_t, offset,
+                 threshold, 1.0, shape)  # fmt: skip
+    result = kept + (mask - 1.0) * (SELU_ALPHA_PRIME * a) + SELU_ALPHA_PRIME * a * p
+    return input.copy_(result) if inplace else result
+
+
+def alpha_dropout(
+    input: torch.Tensor,
+    p: float = 0.5,
+    training: bool = False,
+    inplace: bool = False,
+    *,
+    generator: torch.Generator | None = None,
+    seed: int | torch.Tensor | None = None,
+    offset: int = 0,
+) -> torch.Tensor:
+    r"""Alpha dropout: dropped units are set to SELU's saturation value and an affine correction
+    keeps zero mean and unit variance.
+
+    Klambauer, Unterthiner, Mayr, Hochreiter, "Self-Normalizing Neural Networks", NeurIPS 2017.
+    With :math:`\alpha' = 1.7580993408473766`, :math:`a = ((\alpha'^2 p + 1)(1-p))^{-1/2}` and
+    :math:`m \sim \mathrm{Bernoulli}(1-p)`: :math:`y = a\,x\,m + \alpha' a\,(m-1) + \alpha' a p`
+    — kept units give :math:`a x + \alpha' a p`, dropped ones :math:`-\alpha' a (1-p)`; the same
+    formula as ``torch.nn.functional.alpha_dropout`` (including its default ``training=False``).
+    Mask element ``i`` reads stream word ``i + offset``.
+    """
+    return _alpha(input, p, training, inplace, False, generator, seed, offset)
+
+
+def feature_alpha_dropout(
+    input: torch.Tensor,
+    p: float = 0.5,
+    training: bool = False,
+    inplace: bool = False,
+    *,
+    generator: torch.Generator | None = None,
+    seed: int | torch.Tensor | None = None,
+    offset: int = 0,
+) -> torch.Tensor:
+    """Alpha dropout of whole channels of ``(N, C, ...)`` input (``torch``'s
+    ``feature_alpha_dropout``); mask element ``n*C + c`` reads stream word ``n*C + c + offset``."""
+    return _alpha(input, p, training, inplace, True, generator, seed, offset)

@@ -1,0 +1,39 @@
+"""Locked (variational) dropout for sequences (Gal & Ghahramani 2016)."""
+
+from __future__ import annotations
+
+import torch
+
+from dropkit.functional.broadcast import broadcast_dropout
+
+__all__ = ["locked_dropout"]
+
+
+def locked_dropout(
+    input: torch.Tensor,
+    p: float = 0.5,
+    training: bool = True,
+    *,
+    batch_first: bool = False,
+    **kwargs,
+) -> torch.Tensor:
+    r"""One dropout mask per sequence, shared over all time steps.
+
+    Gal & Ghahramani, "A Theoretically Grounded Application of Dropout in Recurrent Neural
+    Networks", NeurIPS 2016 (as used between LSTM layers in AWD-LSTM, Merity et al. 2018):
+    :math:`y_{t,n,c} = x_{t,n,c}\, m_{n,c} / (1-p)`, :math:`m_{n,c} \sim \mathrm{Bernoulli}(1-p)`.
+
+    Shape: ``(T, N, C)``, or ``(N, T, C)`` with ``batch_first=True``. The mask has shape
+    ``(1, N, C)`` / ``(N, 1, C)``; mask element ``n*C + c`` reads stream word ``n*C + c + offset``
+    in both layouts, so the two layouts of the same data draw the same masks. Other keyword
+    arguments (``inplace``, ``mode``, ``generator``, ``seed``, ``offset``) as in
+    :func:`dropkit.functional.dropout`.
+    """
+    if not isinstance(input, torch.Tensor) or input.dim() != 3:
+        got = input.dim() if isinstance(input, torch.Tensor) else type(input).__name__
+        raise ValueError(
+            f"locked_dropout expects a 3D input (T, N, C) or (N, T, C) with batch_first, got {got}"
+        )
+    noise_shape = (None, 1, None) if batch_first else (1, None, None)
+    inplace = kwargs.pop("inplace", False)
+    return broadcast_dropout(input, p, training, inplace, noise_shape=noise_shape, **kwargs)

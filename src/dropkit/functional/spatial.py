@@ -1,0 +1,126 @@
+r"""Channel ("spatial") dropout 1d/2d/3d (Tompson et al. 2015): torch semantics, channels-last too.
+
+Tompson, Goroshin, Jain, LeCun, Bregler, "Efficient Object Localization Using Convolutional
+Networks", CVPR 2015: adjacent activations of a feature map are strongly correlated, so dropping
+single pixels barely regularises; drop whole channels instead. For each sample ``n`` and channel
+``c``: :math:`y_{n,c,\dots} = x_{n,c,\dots}\, m_{n,c} / (1-p)` with
+:math:`m_{n,c} \sim \mathrm{Bernoulli}(1-p)`. The mask has shape ``(N, C, 1, ...)`` (or
+``(N, 1, ..., C)`` channels-last; unbatched inputs drop the ``N``) and mask element ``n*C + c``
+reads stream word ``n*C + c + offset``, so channels-first and channels-last layouts of the same
+data draw the same channel mask.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from dropkit.functional.broadcast import broadcast_dropout
+
+__all__ = ["dropout1d", "dropout2d", "dropout3d"]
+
+
+def _channel_dropout(
+    input: torch.Tensor,
+    p: float,
+    training: bool,
+    inplace: bool,
+    batched: bool,
+    channels_last: bool,
+    **kwargs,
+) -> torch.Tensor:
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
+    dims = input.dim()
+    if dims < (2 if batched else 1):
+        raise ValueError(
+            f"channel dropout needs a channel and a batch dimension, got {dims}D input"
+        )
+    shape = [1] * dims
+    channel = dims - 1 if channels_last else (1 if batched else 0)
+    shape[channel] = None
+    if batched:
+        shape[0] = None
+    return broadcast_dropout(input, p, training, inplace, noise_shape=shape, **kwargs)
+
+
+def dropout1d(
+    input: torch.Tensor,
+    p: float = 0.5,
+    training: bool = True,
+    inplace: bool = False,
+    *,
+    channels_last: bool = False,
+    **kwargs,
+) -> torch.Tensor:
+    """Zero whole channels of ``(N, C, L)`` or unbatched ``(C, L)`` input (``(N, L, C)`` /
+    ``(L, C)`` with ``channels_last``). Keyword args as :func:`dropkit.functional.dropout`."""
+    if input.dim() not in (2, 3):
+        raise RuntimeError(
+            f"dropout1d: Expected 2D or 3D input, but received a {input.dim()}D input. Note "
+            "that dropout1d exists to provide channel-wise dropout on inputs with 1 spatial "
+            "dimension, a channel dimension, and an optional batch dimension "
+            "(i.e. 2D or 3D inputs)."
+        )
+    return _channel_dropout(input, p, training, inplace, input.dim() == 3, channels_last, **kwargs)
+
+
+def dropout2d(
+    input: torch.Tensor,
+    p: float = 0.5,
+    training: bool = True,
+    inplace: bool = False,
+    *,
+    channels_last: bool = False,
+    **kwargs,
+) -> torch.Tensor:
+    """Zero whole channels of ``(N, C, H, W)`` input (``(N, H, W, C)`` with ``channels_last``).
+
+    Like torch, a 3D input is treated as batched 1D ``(N, C, L)`` with a warning (torch's
+    historical behaviour, kept for drop-in compatibility), and other ranks warn and drop over the
+    first two dimensions."""
+    dims = input.dim()
+    if dims not in (3, 4):
+        warnings.warn(
+            f"dropout2d: Received a {dims}-D input to dropout2d, which is deprecated and will "
+            "result in an error in a future release. To retain the behavior and silence this "
+            "warning, please use dropout instead. Note that dropout2d exists to provide "
+            "channel-wise dropout on inputs with 2 spatial dimensions, a channel dimension, "
+            "and an optional batch dimension (i.e. 3D or 4D inputs).",
+            stacklevel=2,
+        )
+    if dims == 3:
+        warnings.warn(
+            "dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D "
+            "dropout behavior is desired - input is interpreted as shape (N, C, L), where C is "
+            "the channel dim. This behavior will change in a future release to interpret the "
+            "input as one without a batch dimension, i.e. shape (C, H, W). To maintain the 1D "
+            "channel-wise dropout behavior, please switch to using dropout1d instead.",
+            stacklevel=2,
+        )
+    return _channel_dropout(input, p, training, inplace, dims >= 2, channels_last, **kwargs)
+
+
+def dropout3d(
+    input: torch.Tensor,
+    p: float = 0.5,
+    training: bool = True,
+    inplace: bool = False,
+    *,
+    channels_last: bool = False,
+    **kwargs,
+) -> torch.Tensor:
+    """Zero whole channels of ``(N, C, D, H, W)`` or unbatched ``(C, D, H, W)`` input
+    (``(N, D, H, W, C)`` / ``(D, H, W, C)`` with ``channels_last``)."""
+    dims = input.dim()
+    if dims not in (4, 5):
+        warnings.warn(
+            f"dropout3d: Received a {dims}-D input to dropout3d, which is deprecated and will "
+            "result in an error in a future release. To retain the behavior and silence this "
+            "warning, please use dropout instead. Note that dropout3d exists to provide "
+            "channel-wise dropout on inputs with 3 spatial dimensions, a channel dimension, "
+            "and an optional batch dimension (i.e. 4D or 5D inputs).",
+            stacklevel=2,
+        )
+    return _channel_dropout(input, p, training, inplace, dims != 4, channels_last, **kwargs)
