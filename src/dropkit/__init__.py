@@ -4,9 +4,20 @@ Importing dropkit registers its custom operators and compiles nothing; the numba
 compiled (or loaded from numba's on-disk cache) on first use.
 """
 
-from dropkit import functional, nn, rng
+from dropkit import constraints, functional, nn, rng
+from dropkit.constraints import MaxNorm, max_norm_
 from dropkit.kernels import get_backend, set_backend
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "functional", "get_backend", "nn", "rng", "set_backend"]
+__all__ = [
+    "MaxNorm",
+    "__version__",
+    "constraints",
+    "functional",
+    "get_backend",
+    "max_norm_",
+    "nn",
+    "rng",
+    "set_backend",
+]

@@ -2,6 +2,10 @@
 
 from dropkit.functional.alpha import alpha_dropout, feature_alpha_dropout
 from dropkit.functional.broadcast import broadcast_dropout
+from dropkit.functional.cutout import cutout
+from dropkit.functional.drop_block import drop_block2d, drop_block3d, drop_block_gamma
+from dropkit.functional.drop_connect import drop_connect_conv2d, drop_connect_linear
+from dropkit.functional.drop_path import drop_path, linear_decay_rates, stochastic_depth
 from dropkit.functional.dropout import dropout
 from dropkit.functional.gaussian import gaussian_dropout
 from dropkit.functional.locked import locked_dropout
@@ -10,11 +14,20 @@ from dropkit.functional.spatial import dropout1d, dropout2d, dropout3d
 __all__ = [
     "alpha_dropout",
     "broadcast_dropout",
+    "cutout",
+    "drop_block2d",
+    "drop_block3d",
+    "drop_block_gamma",
+    "drop_connect_conv2d",
+    "drop_connect_linear",
+    "drop_path",
     "dropout",
     "dropout1d",
     "dropout2d",
     "dropout3d",
     "feature_alpha_dropout",
     "gaussian_dropout",
+    "linear_decay_rates",
     "locked_dropout",
+    "stochastic_depth",
 ]

@@ -1,7 +1,10 @@
 """dropkit's modules: thin wrappers holding hyper-parameters that call :mod:`dropkit.functional`."""
 
+from dropkit.nn.drop_connect import DropConnectConv2d, DropConnectLinear
+from dropkit.nn.drop_path import DropPath, StochasticDepth
 from dropkit.nn.dropout import Dropout
 from dropkit.nn.noise import AlphaDropout, FeatureAlphaDropout, GaussianDropout
+from dropkit.nn.regions import Cutout, DropBlock2d, DropBlock3d, LinearSchedule
 from dropkit.nn.structured import (
     BroadcastDropout,
     Dropout1d,
@@ -13,11 +16,19 @@ from dropkit.nn.structured import (
 __all__ = [
     "AlphaDropout",
     "BroadcastDropout",
+    "Cutout",
+    "DropBlock2d",
+    "DropBlock3d",
+    "DropConnectConv2d",
+    "DropConnectLinear",
+    "DropPath",
     "Dropout",
     "Dropout1d",
     "Dropout2d",
     "Dropout3d",
     "FeatureAlphaDropout",
     "GaussianDropout",
+    "LinearSchedule",
     "LockedDropout",
+    "StochasticDepth",
 ]

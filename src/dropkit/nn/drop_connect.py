@@ -1,0 +1,156 @@
+"""``DropConnectLinear`` and ``DropConnectConv2d`` (Wan et al. 2013)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from dropkit import functional as F
+from dropkit.functional._checks import check_mode, check_probability
+from dropkit.functional.drop_connect import INFERENCE
+
+__all__ = ["DropConnectConv2d", "DropConnectLinear"]
+
+
+class _DropConnectMixin:
+    def _init_drop_connect(self, p, mode, inference, samples, activation, generator, seed):
+        self.p = check_probability(p)
+        self.mode = check_mode(mode)
+        if inference not in INFERENCE:
+            raise ValueError(f"inference must be one of {INFERENCE}, got {inference!r}")
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+        if activation is not None and not callable(activation):
+            raise TypeError(f"activation must be callable, got {type(activation).__name__}")
+        if generator is not None and seed is not None:
+            raise ValueError("pass either seed or generator, not both")
+        self.inference, self.samples, self.activation = inference, samples, activation
+        self.generator, self.seed = generator, seed
+
+    def _drop_repr(self) -> str:
+        text = f", p={self.p}"
+        text += "" if self.mode == "inverted" else f", mode={self.mode!r}"
+        text += "" if self.inference == "weight_scaling" else f", inference={self.inference!r}"
+        return text
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["generator"] = None
+        return state
+
+
+class DropConnectLinear(_DropConnectMixin, nn.Linear):
+    """``nn.Linear`` whose weights are dropped in training (:func:`F.drop_connect_linear`).
+
+    ``activation`` (e.g. ``torch.relu``) is applied after the layer; moment-matching inference
+    needs it. ``DropConnectLinear.from_linear(layer, p)`` keeps ``layer``'s weight and bias.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        p: float = 0.5,
+        *,
+        per_sample: bool = False,
+        mode: str = "inverted",
+        inference: str = "weight_scaling",
+        samples: int = 1000,
+        activation: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
+        self._init_drop_connect(p, mode, inference, samples, activation, generator, seed)
+        self.per_sample = bool(per_sample)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, p: float = 0.5, **kwargs) -> DropConnectLinear:
+        """Wrap an existing ``nn.Linear``: the same weight and bias parameters are used."""
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"from_linear expects an nn.Linear, got {type(linear).__name__}")
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, p,
+                    device=linear.weight.device, dtype=linear.weight.dtype, **kwargs)  # fmt: skip
+        layer.weight = linear.weight
+        layer.bias = linear.bias
+        return layer
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.drop_connect_linear(
+            input, self.weight, self.bias, self.p, self.training, per_sample=self.per_sample,
+            mode=self.mode, inference=self.inference, samples=self.samples,
+            activation=self.activation, generator=self.generator, seed=self.seed,
+        )  # fmt: skip
+
+    def extra_repr(self) -> str:
+        extra = ", per_sample=True" if self.per_sample else ""
+        return super().extra_repr() + self._drop_repr() + extra
+
+
+class DropConnectConv2d(_DropConnectMixin, nn.Conv2d):
+    """``nn.Conv2d`` whose kernel is dropped in training (:func:`F.drop_connect_conv2d`).
+
+    ``DropConnectConv2d.from_conv2d(conv, p)`` keeps the weight, bias, stride, padding, dilation,
+    groups and padding mode of ``conv``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        p: float = 0.5,
+        *,
+        mode: str = "inverted",
+        inference: str = "weight_scaling",
+        samples: int = 1000,
+        activation: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                         bias, padding_mode, device=device, dtype=dtype)  # fmt: skip
+        self._init_drop_connect(p, mode, inference, samples, activation, generator, seed)
+
+    @classmethod
+    def from_conv2d(cls, conv: nn.Conv2d, p: float = 0.5, **kwargs) -> DropConnectConv2d:
+        """Wrap an existing ``nn.Conv2d``, keeping every hyper-parameter and its parameters."""
+        if not isinstance(conv, nn.Conv2d):
+            raise TypeError(f"from_conv2d expects an nn.Conv2d, got {type(conv).__name__}")
+        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                    conv.padding, conv.dilation, conv.groups, conv.bias is not None,
+                    conv.padding_mode, p, device=conv.weight.device, dtype=conv.weight.dtype,
+                    **kwargs)  # fmt: skip
+        layer.weight = conv.weight
+        layer.bias = conv.bias
+        return layer
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if self.padding_mode != "zeros":
+            input = nn.functional.pad(input, self._reversed_padding_repeated_twice,
+                                      mode=self.padding_mode)  # fmt: skip
+            padding = 0
+        else:
+            padding = self.padding
+        return F.drop_connect_conv2d(
+            input, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
+            self.p, self.training, mode=self.mode, inference=self.inference,
+            samples=self.samples, activation=self.activation, generator=self.generator,
+            seed=self.seed,
+        )  # fmt: skip
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + self._drop_repr()
