@@ -17,7 +17,8 @@ NORMALIZE = ("sample", "batch")
 
 def drop_block_gamma(p: float, block_size: int, spatial: tuple[int, ...]) -> float:
     r"""The seed rate of the paper: :math:`\gamma = p \prod_d S_d / (bs^{D} \prod_d (S_d - bs + 1))`
-    (for 2-D: :math:`(1-keep)\,W H / (bs^2 (W-bs+1)(H-bs+1))`)."""
+    (for 2-D: :math:`(1-keep)\,W H / (bs^2 (W-bs+1)(H-bs+1))`). Since
+    :math:`bs\,(S - bs + 1) \ge S` for :math:`1 \le bs \le S`, :math:`\gamma \le p \le 1`."""
     valid = math.prod(s - block_size + 1 for s in spatial)
     return p * math.prod(spatial) / (block_size ** len(spatial) * valid)
 
@@ -45,11 +46,6 @@ def _drop_block(input, p, block_size, inplace, eps, training, per_channel, norma
     # torchvision's rule for maps smaller than the block: the block covers the whole map.
     block_size = min(block_size, *spatial)
     gamma = drop_block_gamma(p, block_size, spatial)
-    if gamma > 1.0:
-        raise ValueError(
-            f"{name}: p={p} with block_size={block_size} on a {spatial} map needs a seed rate "
-            f"gamma={gamma:.3f} > 1; lower p or block_size"
-        )
     channels = input.shape[1] if per_channel else 1
     seed_numel = input.shape[0] * channels * math.prod(s - block_size + 1 for s in spatial)
     seed_t, offset = resolve_stream(input, generator, seed, offset, seed_numel)
