@@ -10,10 +10,12 @@ Two switches:
   even when its ``training`` flag is False (Monte-Carlo dropout), without touching module modes.
 - *sample stream*: while set, ops that were not given an explicit ``seed``/``generator`` take
   their seeds from a deterministic sequence (the ``k``-th stochastic call of a forward pass gets
-  ``derive_seed(base_seed, k)``) and shift their stream offset by ``replica * mask_numel``. The
-  ``t``-th forward pass of a looped Monte-Carlo run (``replica=t``) then draws exactly the masks
-  that the ``t``-th block of a batch replicated ``T`` times along dim 0 draws in one pass
-  (``replica=0``), because that block starts at element ``t * mask_numel`` of the stream.
+  ``derive_seed(base_seed, k)``) and shift their stream offset by
+  ``replica * mask_numel / replicas``, where ``replicas`` is how many copies of the batch the pass
+  carries along dim 0. The ``t``-th forward pass of a looped Monte-Carlo run (``replica=t``,
+  ``replicas=1``) then draws exactly the masks that the ``t``-th block of a batch replicated along
+  dim 0 draws in one pass (``replica`` = the first replica of that pass), because that block starts
+  at element ``t * mask_numel_of_one_replica`` of the stream.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class SampleStream:
 
     base_seed: int
     replica: int = 0
+    replicas: int = 1
     calls: int = 0
 
 

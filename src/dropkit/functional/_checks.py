@@ -52,10 +52,10 @@ def resolve_stream(
 
     An explicit ``seed`` wins; otherwise one is drawn from ``generator``; otherwise, inside a
     Monte-Carlo sample stream (:mod:`dropkit._state`), the next seed of that stream, with the
-    offset shifted by ``replica * mask_numel`` (``mask_numel``: the number of stream elements this
-    call consumes); otherwise from the default CPU generator through the ``dropkit::draw_seed`` op
-    (opaque to compilers, so compiled and eager runs draw the same seeds after the same
-    ``torch.manual_seed``).
+    offset shifted by ``replica * mask_numel / replicas`` (``mask_numel``: the number of stream
+    elements this call consumes, for all the replicas the pass carries); otherwise from the default
+    CPU generator through the ``dropkit::draw_seed`` op (opaque to compilers, so compiled and eager
+    runs draw the same seeds after the same ``torch.manual_seed``).
     """
     offset = check_offset(offset)
     if seed is not None:
@@ -70,7 +70,8 @@ def resolve_stream(
     if stream is not None:
         call_seed = rng.derive_seed(stream.base_seed, stream.calls)
         stream.calls += 1
-        return ops.seed_tensor(call_seed), offset + stream.replica * mask_numel
+        per_replica = mask_numel // stream.replicas
+        return ops.seed_tensor(call_seed), offset + stream.replica * per_replica
     if torch.compiler.is_compiling():
         return torch.ops.dropkit.draw_seed(input), offset
     # Eager: the same draw as the op performs, without the dispatcher's overhead.

@@ -147,7 +147,8 @@ def drop_connect_linear(
         if per_sample:
             if input.dim() != 2:
                 raise ValueError(f"per_sample DropConnect needs (N, in) input, got {input.dim()}D")
-            seed_t, off = resolve_stream(input, generator, seed, offset, weight.numel())
+            numel = input.shape[0] * weight.numel()
+            seed_t, off = resolve_stream(input, generator, seed, offset, numel)
             out = _PerSampleLinear.apply(input, weight, seed_t, off, threshold, scale)
             return act(out if bias is None else out + bias)
         seed_t, off = resolve_stream(weight, generator, seed, offset, weight.numel())
