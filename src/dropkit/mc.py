@@ -10,8 +10,9 @@ Batched sampling: the ``T`` passes are run as few forwards of the input replicat
 chunked to a row budget. Masks depend on (sample index, element) only — the ``t``-th replica
 starts at stream element ``t * mask_numel_of_one_replica`` of each op's seed — so a batched run
 draws exactly the masks of the looped run. Ops that draw one value for the whole batch (per-batch
-DropConnect, ``stochastic_depth(mode="batch")``, DropBlock with ``normalize="batch"``) cannot be
-split per sample that way; :func:`mc_predict` detects their modules and loops instead.
+DropConnect, ``stochastic_depth(mode="batch")``, DropBlock with ``normalize="batch"``, embedding
+dropout's word-type mask) cannot be split per sample that way; :func:`mc_predict` detects their
+modules and loops instead.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def _batch_wide_draws(model: nn.Module) -> list[str]:
             or isinstance(m, dnn.DropConnectConv2d)
             or (isinstance(m, dnn.StochasticDepth) and m.mode == "batch")
             or (isinstance(m, dnn.DropBlock2d) and m.normalize == "batch")
+            or isinstance(m, dnn.EmbeddingDropout)
         )
 
     found = [name for name, m in model.named_modules() if batch_wide(m)]

@@ -36,6 +36,7 @@ __all__ = [
     "philox4x32",
     "philox4x32_torch",
     "stream_words",
+    "stream_words_at",
     "keep_threshold",
     "keep_mask",
     "uniform",
@@ -128,6 +129,19 @@ def stream_words(
     words = torch.stack(philox4x32_torch(groups & _MASK32, groups >> 32, zeros, zeros, k0, k1), 1)
     start = offset - 4 * first_group
     return words.reshape(-1)[start : start + numel]
+
+
+def stream_words_at(indices: torch.Tensor, seed: int, offset: int = 0) -> torch.Tensor:
+    """The stream words of arbitrary element ``indices`` (any shape, int64, >= 0), int64 valued.
+
+    Only the counters the indices need are evaluated, so a mask over a huge index space (e.g. the
+    word types of a vocabulary) costs as much as the number of indices asked for."""
+    j = indices.to(torch.int64) + offset
+    groups = j >> 2
+    zeros = torch.zeros_like(groups)
+    k0, k1 = split_seed(seed)
+    words = torch.stack(philox4x32_torch(groups & _MASK32, groups >> 32, zeros, zeros, k0, k1), -1)
+    return words.gather(-1, (j & 3).unsqueeze(-1)).squeeze(-1)
 
 
 def keep_threshold(p: float) -> int:

@@ -7,7 +7,9 @@ from dropkit.functional.drop_block import drop_block2d, drop_block3d, drop_block
 from dropkit.functional.drop_connect import drop_connect_conv2d, drop_connect_linear
 from dropkit.functional.drop_path import drop_path, linear_decay_rates, stochastic_depth
 from dropkit.functional.dropout import dropout
+from dropkit.functional.embedding import embedding_dropout
 from dropkit.functional.gaussian import gaussian_dropout
+from dropkit.functional.join_drop import drop_branches
 from dropkit.functional.locked import locked_dropout
 from dropkit.functional.spatial import dropout1d, dropout2d, dropout3d
 
@@ -18,6 +20,7 @@ __all__ = [
     "drop_block2d",
     "drop_block3d",
     "drop_block_gamma",
+    "drop_branches",
     "drop_connect_conv2d",
     "drop_connect_linear",
     "drop_path",
@@ -25,6 +28,7 @@ __all__ = [
     "dropout1d",
     "dropout2d",
     "dropout3d",
+    "embedding_dropout",
     "feature_alpha_dropout",
     "gaussian_dropout",
     "linear_decay_rates",

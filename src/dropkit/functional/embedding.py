@@ -1,0 +1,60 @@
+"""Embedding (word) dropout (Gal & Ghahramani 2016; AWD-LSTM, Merity et al. 2018)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from dropkit import _state, rng
+from dropkit.functional._checks import (
+    check_floating,
+    check_offset,
+    check_probability,
+    resolve_stream,
+)
+
+__all__ = ["embedding_dropout"]
+
+
+def embedding_dropout(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    p: float = 0.1,
+    training: bool = True,
+    *,
+    padding_idx: int | None = None,
+    max_norm: float | None = None,
+    norm_type: float = 2.0,
+    scale_grad_by_freq: bool = False,
+    sparse: bool = False,
+    generator: torch.Generator | None = None,
+    seed: int | torch.Tensor | None = None,
+    offset: int = 0,
+) -> torch.Tensor:
+    r"""Look up ``input`` in ``weight`` with whole word types dropped.
+
+    Gal & Ghahramani, "A Theoretically Grounded Application of Dropout in Recurrent Neural
+    Networks", NeurIPS 2016, section 4.2; as ``embedded_dropout`` in AWD-LSTM (Merity, Keskar,
+    Socher, "Regularizing and Optimizing LSTM Language Models", ICLR 2018): row ``v`` of the
+    embedding matrix is kept with probability ``1-p`` and scaled by ``1/(1-p)``, so every
+    occurrence of a dropped word in the batch is zeroed. The keep decision of word type ``v`` is its
+    stream word at ``v + offset`` — independent of which other ids occur — and only the ids present
+    are evaluated: no ``V x D`` masked weight is built (AWD-LSTM builds one). Other arguments as
+    ``torch.nn.functional.embedding``. Evaluation is a plain lookup.
+
+    Shape: ``input (*)`` integer ids, ``weight (V, D)``, output ``(*, D)``.
+    """
+    check_floating(weight, "embedding_dropout")
+    if input.dtype.is_floating_point or input.dtype == torch.bool:
+        raise TypeError(f"embedding_dropout: input must hold integer ids, got {input.dtype}")
+    p = check_probability(p)
+    check_offset(offset)
+    out = F.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse)
+    if not _state.is_stochastic(training) or p == 0.0 or input.numel() == 0:
+        return out
+    # The mask's elements are the V word types, shared by every replica of a batch (so Monte-Carlo
+    # passes over this op loop rather than batch; see dropkit.mc).
+    seed_t, offset = resolve_stream(weight, generator, seed, offset, weight.shape[0])
+    keep = rng.stream_words_at(input, int(seed_t), offset) >= rng.keep_threshold(p)
+    scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
+    return out * (keep.to(out.dtype) * scale).unsqueeze(-1)

@@ -1,0 +1,57 @@
+"""``EmbeddingDropout``: an ``nn.Embedding`` that drops whole word types in training."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dropkit import functional as F
+from dropkit.functional._checks import check_probability
+
+__all__ = ["EmbeddingDropout"]
+
+
+class EmbeddingDropout(nn.Embedding):
+    """``nn.Embedding`` with word dropout (:func:`dropkit.functional.embedding_dropout`).
+
+    ``EmbeddingDropout.from_embedding(embedding, p)`` keeps the weight, ``padding_idx``,
+    ``max_norm``, ``norm_type``, ``scale_grad_by_freq`` and ``sparse`` of an existing embedding.
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, *args, p: float = 0.1,
+                 generator: torch.Generator | None = None, seed: int | None = None,
+                 **kwargs) -> None:  # fmt: skip
+        super().__init__(num_embeddings, embedding_dim, *args, **kwargs)
+        self.p = check_probability(p)
+        if generator is not None and seed is not None:
+            raise ValueError("pass either seed or generator, not both")
+        self.generator, self.seed = generator, seed
+
+    @classmethod
+    def from_embedding(cls, embedding: nn.Embedding, p: float = 0.1, **kwargs) -> EmbeddingDropout:
+        if not isinstance(embedding, nn.Embedding):
+            raise TypeError(
+                f"from_embedding expects an nn.Embedding, got {type(embedding).__name__}"
+            )
+        layer = cls(embedding.num_embeddings, embedding.embedding_dim, p=p,
+                    padding_idx=embedding.padding_idx, max_norm=embedding.max_norm,
+                    norm_type=embedding.norm_type, scale_grad_by_freq=embedding.scale_grad_by_freq,
+                    sparse=embedding.sparse, _weight=embedding.weight, **kwargs)  # fmt: skip
+        layer.weight = embedding.weight
+        return layer
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.embedding_dropout(
+            input, self.weight, self.p, self.training, padding_idx=self.padding_idx,
+            max_norm=self.max_norm, norm_type=self.norm_type,
+            scale_grad_by_freq=self.scale_grad_by_freq, sparse=self.sparse,
+            generator=self.generator, seed=self.seed,
+        )  # fmt: skip
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, p={self.p}"
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["generator"] = None
+        return state

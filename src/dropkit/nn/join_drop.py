@@ -1,0 +1,102 @@
+"""FractalNet joins with local and global drop-path (Larsson et al. 2016)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from dropkit import _state, rng
+from dropkit import functional as F
+from dropkit.functional._checks import check_probability
+from dropkit.nn._base import StochasticModule
+
+__all__ = ["FractalDropPath", "JoinDrop"]
+
+
+class FractalDropPath(StochasticModule):
+    """The network-wide drop-path policy that a fractal network's joins share.
+
+    Call :meth:`sample` once per training batch: with probability ``global_fraction`` (the paper:
+    50%) the batch is *global* — one column, uniform over ``num_columns``, is kept at every join —
+    otherwise *local* — every join drops its branches independently with probability ``p`` (the
+    paper: 0.15). Set ``eval_column`` to evaluate a single column (e.g. the deepest) at test time.
+    The two draws use stream words 0 and 1 of the call's seed.
+    """
+
+    def __init__(
+        self,
+        num_columns: int,
+        p: float = 0.15,
+        global_fraction: float = 0.5,
+        eval_column: int | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if isinstance(num_columns, bool) or not isinstance(num_columns, int) or num_columns < 1:
+            raise ValueError(f"num_columns must be an integer >= 1, got {num_columns!r}")
+        self.num_columns = num_columns
+        self.p = check_probability(p)
+        self.global_fraction = check_probability(global_fraction, "global_fraction")
+        if eval_column is not None and not 0 <= eval_column < num_columns:
+            raise ValueError(f"eval_column must be in [0, {num_columns - 1}], got {eval_column!r}")
+        self.eval_column = eval_column
+        self.mode = "local"
+        self.column: int | None = None
+
+    def sample(self) -> None:
+        """Draw this batch's mode and (for a global batch) its column."""
+        from dropkit.functional._checks import resolve_stream
+
+        anchor = torch.empty(0)
+        seed_t, offset = resolve_stream(anchor, self.generator, self.seed, 0, 2)
+        words = rng.stream_words(2, int(seed_t), offset)
+        is_global = int(words[0]) < rng.keep_threshold(self.global_fraction)
+        self.mode = "global" if is_global else "local"
+        self.column = int((int(words[1]) >> 8) * 2.0**-24 * self.num_columns) if is_global else None
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_columns={self.num_columns}, p={self.p}, global_fraction={self.global_fraction}, "
+            f"eval_column={self.eval_column}"
+        )
+
+
+class JoinDrop(nn.Module):
+    """A FractalNet join: the mean of its branches with local/global drop-path.
+
+    ``columns`` names the column each branch comes from (FractalNet joins merge the columns that
+    reach that depth). In a global batch the branch of the policy's column is returned; a join
+    that column does not pass through returns the mean (its output is not on the kept path).
+    """
+
+    def __init__(self, policy: FractalDropPath, columns: Sequence[int]) -> None:
+        super().__init__()
+        if not isinstance(policy, FractalDropPath):
+            raise TypeError(f"policy must be a FractalDropPath, got {type(policy).__name__}")
+        columns = list(columns)
+        if not columns or len(set(columns)) != len(columns):
+            raise ValueError(f"columns must be distinct column indices, got {columns}")
+        if any(not 0 <= c < policy.num_columns for c in columns):
+            raise ValueError(f"columns must lie in [0, {policy.num_columns - 1}], got {columns}")
+        object.__setattr__(self, "policy", policy)  # shared, not a child of every join
+        self.columns = columns
+
+    def forward(self, branches: Sequence[torch.Tensor]) -> torch.Tensor:
+        if len(branches) != len(self.columns):
+            raise ValueError(f"expected {len(self.columns)} branches, got {len(branches)}")
+        policy = self.policy
+        stochastic = _state.is_stochastic(self.training)
+        if not stochastic:
+            column = policy.eval_column
+            position = self.columns.index(column) if column in self.columns else None
+            return F.drop_branches(branches, training=False, column=position)
+        if policy.mode == "global":
+            if policy.column in self.columns:
+                return branches[self.columns.index(policy.column)]
+            return torch.stack(list(branches)).mean(0)
+        return F.drop_branches(branches, policy.p, True, **policy._random_kwargs())
+
+    def extra_repr(self) -> str:
+        return f"columns={self.columns}"
