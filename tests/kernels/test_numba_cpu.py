@@ -72,3 +72,18 @@ def test_property_matches_reference(numel, offset, seed, p):
     want = reference.apply_keep_mask(x, seed, offset, threshold, 1.5)
     got = numba_cpu.apply_keep_mask(x, seed, offset, threshold, 1.5)
     assert torch.equal(bits(got), bits(want))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_broadcast_op_matches_reference(dtype):
+    from dropkit.kernels import ops
+
+    x = torch.randn(6, 5, 4, 3).to(dtype)
+    for mask_shape in ([6, 5, 1, 1], [1, 5, 4, 1], [6, 5, 4, 3]):
+        want = reference.apply_keep_mask(
+            x, 8, 2, rng.keep_threshold(0.3), 1 / 0.7, mask_shape=tuple(mask_shape)
+        )
+        got = torch.ops.dropkit.broadcast_keep_mask_apply(
+            x, ops.seed_tensor(8), 2, rng.keep_threshold(0.3), 1 / 0.7, mask_shape
+        )
+        assert torch.equal(bits(got), bits(want))

@@ -37,11 +37,10 @@ def _alpha(input, p, training, inplace, feature, generator, seed, offset):
     seed_t, offset = resolve_stream(input, generator, seed, offset, math.prod(shape))
     threshold = rng.keep_threshold(p)
     a = 1.0 / math.sqrt((SELU_ALPHA_PRIME**2 * p + 1.0) * (1.0 - p))
-    apply = torch.ops.dropkit.broadcast_keep_mask_apply
-    kept = apply(input, seed_t, offset, threshold, a, shape)  # a * m * x, regenerated in backward
-    mask = apply(torch.ones(shape, dtype=input.dtype, device=input.device), seed_t, offset,
-                 threshold, 1.0, shape)  # fmt: skip
-    result = kept + (mask - 1.0) * (SELU_ALPHA_PRIME * a) + SELU_ALPHA_PRIME * a * p
+    result = torch.ops.dropkit.alpha_mask_apply(
+        input, seed_t, offset, threshold, a, SELU_ALPHA_PRIME * a * p,
+        -SELU_ALPHA_PRIME * a * (1.0 - p), shape,
+    )  # fmt: skip
     return input.copy_(result) if inplace else result
 
 

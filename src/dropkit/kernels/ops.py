@@ -12,6 +12,9 @@ cannot swap dropkit's stream for its own RNG) and carry the autograd rule that k
 - ``dropkit::broadcast_keep_mask_apply(x, seed, offset, threshold, scale, mask_shape)``: the same
   with one mask over ``mask_shape`` (broadcastable to ``x``, same rank) broadcast over ``x``; the
   stream indexes the mask's elements. The base of spatial, locked and drop-path style methods.
+- ``dropkit::alpha_mask_apply(x, seed, offset, threshold, a, kept_shift, dropped_value,
+  mask_shape)``: alpha dropout, ``a * x + kept_shift`` where kept and ``dropped_value`` where
+  dropped; its gradient is ``a * m`` (the broadcast op again), so again only the seed is saved.
 
 The seed travels as a tensor, not a Python int: an ``.item()`` in traced code would break the graph.
 """
@@ -24,6 +27,7 @@ from dropkit import kernels, rng
 from dropkit.kernels import reference
 
 __all__ = [
+    "alpha_mask_apply",
     "broadcast_keep_mask_apply",
     "draw_seed",
     "keep_mask_apply",
@@ -120,9 +124,11 @@ def broadcast_keep_mask_apply(
     mask_shape: list[int],
 ) -> torch.Tensor:
     """``x * multiplier`` with the multiplier drawn over ``mask_shape`` and broadcast over ``x``."""
-    return reference.apply_keep_mask(
-        x, int(seed), offset, threshold, scale, mask_shape=tuple(mask_shape)
-    ).contiguous()
+    acc = reference.accumulation_dtype(x.dtype)
+    # The multiplier comes from the fast backend (ones * scale is exact), then one broadcast
+    # multiply forms the product in the accumulation dtype, exactly as the reference defines it.
+    multiplier = _multiplier(mask_shape, int(seed), offset, threshold, scale, acc, x.device)
+    return (x.to(acc) * multiplier).to(x.dtype).contiguous()
 
 
 @broadcast_keep_mask_apply.register_fake
@@ -144,3 +150,45 @@ def _broadcast_backward(ctx, grad: torch.Tensor):
 broadcast_keep_mask_apply.register_autograd(
     _broadcast_backward, setup_context=_broadcast_setup_context
 )
+
+
+def _multiplier(mask_shape, seed, offset, threshold, scale, acc, device) -> torch.Tensor:
+    ones = torch.ones(mask_shape, dtype=acc, device=device)
+    return kernels.apply_keep_mask(ones, seed, offset, threshold, scale, out=ones)
+
+
+@torch.library.custom_op("dropkit::alpha_mask_apply", mutates_args=())
+def alpha_mask_apply(
+    x: torch.Tensor,
+    seed: torch.Tensor,
+    offset: int,
+    threshold: int,
+    a: float,
+    kept_shift: float,
+    dropped_value: float,
+    mask_shape: list[int],
+) -> torch.Tensor:
+    """Alpha dropout's affine map: ``a x + kept_shift`` where kept, ``dropped_value`` elsewhere."""
+    acc = reference.accumulation_dtype(x.dtype)
+    multiplier = _multiplier(mask_shape, int(seed), offset, threshold, a, acc, x.device)
+    shift = torch.where(multiplier != 0, kept_shift, dropped_value).to(acc)
+    return torch.addcmul(shift, x.to(acc), multiplier).to(x.dtype).contiguous()
+
+
+@alpha_mask_apply.register_fake
+def _alpha_fake(x, seed, offset, threshold, a, kept_shift, dropped_value, mask_shape):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def _alpha_setup_context(ctx, inputs, output) -> None:
+    _, seed, offset, threshold, a, _, _, mask_shape = inputs
+    ctx.save_for_backward(seed)
+    ctx.args = (offset, threshold, a, mask_shape)
+
+
+def _alpha_backward(ctx, grad: torch.Tensor):
+    (seed,) = ctx.saved_tensors
+    return (broadcast_keep_mask_apply(grad, seed, *ctx.args),) + (None,) * 7
+
+
+alpha_mask_apply.register_autograd(_alpha_backward, setup_context=_alpha_setup_context)
