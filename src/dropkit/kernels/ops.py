@@ -171,7 +171,11 @@ def alpha_mask_apply(
     """Alpha dropout's affine map: ``a x + kept_shift`` where kept, ``dropped_value`` elsewhere."""
     acc = reference.accumulation_dtype(x.dtype)
     multiplier = _multiplier(mask_shape, int(seed), offset, threshold, a, acc, x.device)
-    shift = torch.where(multiplier != 0, kept_shift, dropped_value).to(acc)
+    shift = torch.where(
+        multiplier != 0,
+        torch.tensor(kept_shift, dtype=acc, device=x.device),
+        torch.tensor(dropped_value, dtype=acc, device=x.device),
+    )
     return torch.addcmul(shift, x.to(acc), multiplier).to(x.dtype).contiguous()
 
 
