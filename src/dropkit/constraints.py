@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
 
 import torch
@@ -12,33 +13,67 @@ __all__ = ["MaxNorm", "max_norm_"]
 _CONSTRAINED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Bilinear)
 
 
+def _check_bound(max_norm: float, eps: float) -> None:
+    if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real) or not max_norm > 0:
+        raise ValueError(f"max_norm must be a number > 0, got {max_norm!r}")
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
+        raise ValueError(f"eps must be a number >= 0, got {eps!r}")
+
+
+def _check_dim(dim: int | None, include_bias: bool) -> None:
+    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int)):
+        raise TypeError(f"dim must be an int or None, got {type(dim).__name__}")
+    if include_bias and dim != 0:
+        raise ValueError("include_bias needs dim=0 (the bias has one entry per unit of dim 0)")
+
+
 @torch.no_grad()
 def max_norm_(
     target: nn.Module | torch.Tensor,
     max_norm: float,
     *,
+    dim: int | None = 0,
     include_bias: bool = False,
     eps: float = 1e-7,
 ) -> None:
     r"""Renormalise, in place, each unit's incoming weight vector to L2 norm at most ``max_norm``.
 
-    For unit (output channel) ``j`` with incoming weights :math:`w_j`:
-    :math:`w_j \leftarrow w_j \cdot \min(1, c / (\lVert w_j \rVert + \epsilon))`. The unit is dim 0
-    of torch's weight layouts: a Linear weight ``(out, in)`` is normed over dim 1 and a Conv weight
-    ``(out, in/groups, *kernel)`` over all dims but 0. (Keras' ``MaxNorm(axis=0)`` means the same
-    constraint on Keras' transposed ``(in, out)`` kernels.) Vectors already inside the ball are
-    left unchanged bit for bit. With ``include_bias`` the bias counts as one more incoming weight:
-    the norm of ``[w_j, b_j]`` is constrained and both are rescaled.
+    Hinton et al. 2012, "Improving neural networks by preventing co-adaptation of feature
+    detectors"; Srivastava et al. 2014, "Dropout: a simple way to prevent neural networks from
+    overfitting", JMLR 15, appendix A. For unit ``j`` with incoming weights :math:`w_j`:
+
+    .. math:: w_j \leftarrow w_j \cdot \frac{c}{\lVert w_j \rVert_2 + \epsilon}
+              \quad\text{if } \lVert w_j \rVert_2 > c, \qquad w_j \text{ unchanged otherwise.}
+
+    Vectors already inside the ball are left unchanged bit for bit (Keras instead multiplies
+    every vector by ``norm / (norm + eps)``).
+
+    ``dim`` is the *unit* dimension, as in ``torch.nn.utils.weight_norm`` and ``torch.renorm``:
+    the norm runs over all the other dimensions. The default ``dim=0`` is right for torch's
+    layouts: a Linear weight ``(out, in)`` is normed over dim 1 (its rows) and a Conv weight
+    ``(out, in/groups, *kernel)`` over all dims but 0. Keras' ``MaxNorm(axis=0)`` names the axis
+    *summed over* on Keras' transposed ``(in, out)`` kernels; it is the same constraint as
+    dropkit's ``dim=0`` on torch's weights, and ``axis=0`` applied naively to a torch weight would
+    constrain columns instead. ``dim=None`` treats the whole tensor as one vector.
+
+    With ``include_bias`` the bias counts as one more incoming weight: the norm of
+    ``[w_j, b_j]`` is constrained and both are rescaled by the same factor.
 
     Args:
-        target: a weight tensor (dim 0 = units) or a module (Linear/Conv; for a container, every
-            such submodule).
-        max_norm: the bound ``c > 0``.
+        target: a weight tensor, or a module: every ``Linear``, ``Bilinear`` and
+            ``Conv1d/2d/3d`` inside it (their subclasses included, e.g. ``DropConnectLinear``).
+            Transposed convolutions (whose units are on dim 1) are not touched.
+        max_norm: the bound ``c > 0``. Srivastava et al. used ``c`` in [3, 4].
+        dim: the unit dimension (default 0), or None for the whole tensor.
+        include_bias: constrain ``[w_j, b_j]`` (modules only, ``dim=0``).
+        eps: added to the norm in the rescaling factor (>= 0), as Keras does.
     """
-    if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)) or not max_norm > 0:
-        raise ValueError(f"max_norm must be a number > 0, got {max_norm!r}")
+    _check_bound(max_norm, eps)
+    _check_dim(dim, include_bias)
     if isinstance(target, torch.Tensor):
-        _renorm(target, None, float(max_norm), eps)
+        if include_bias:
+            raise ValueError("include_bias needs a module (a bare tensor has no bias)")
+        _renorm(target, None, float(max_norm), float(eps), dim)
         return
     if not isinstance(target, nn.Module):
         raise TypeError(f"target must be a tensor or an nn.Module, got {type(target).__name__}")
@@ -47,37 +82,54 @@ def max_norm_(
         raise ValueError(f"{type(target).__name__} contains no Linear or Conv layer to constrain")
     for module in modules:
         bias = module.bias if include_bias else None
-        _renorm(module.weight, bias, float(max_norm), eps)
+        _renorm(module.weight, bias, float(max_norm), float(eps), dim)
 
 
-def _renorm(weight: torch.Tensor, bias: torch.Tensor | None, max_norm: float, eps: float) -> None:
-    if weight.dim() < 2:
-        raise ValueError(
-            f"weight must have a unit dimension and inputs (>= 2 dims), got {weight.dim()}"
-        )
-    squared = weight.reshape(weight.shape[0], -1).pow(2).sum(1)
+def _renorm(weight, bias, max_norm: float, eps: float, dim: int | None) -> None:
+    if dim is None:
+        units = weight.reshape(1, -1)
+    else:
+        if weight.dim() < 2:
+            raise ValueError(f"weight must have a unit dimension and inputs (>= 2 dims), "
+                             f"got {weight.dim()}")  # fmt: skip
+        if not -weight.dim() <= dim < weight.dim():
+            raise ValueError(f"dim must be in [{-weight.dim()}, {weight.dim()}), got {dim}")
+        units = weight.movedim(dim, 0)
+    # Half-precision sums of squares overflow easily; accumulate in float32 at least.
+    acc = torch.promote_types(weight.dtype, torch.float32)
+    squared = units.reshape(units.shape[0], -1).to(acc).pow(2).sum(1)
     if bias is not None:
-        squared = squared + bias.pow(2)
+        squared = squared + bias.to(acc).pow(2)
     norms = squared.sqrt()
     too_long = norms > max_norm
     if not bool(too_long.any()):
         return
-    factor = torch.where(too_long, max_norm / (norms + eps), torch.ones_like(norms))
-    weight[too_long] *= factor[too_long].reshape(-1, *([1] * (weight.dim() - 1)))
+    factor = (max_norm / (norms[too_long] + eps)).to(weight.dtype)
+    if dim is None:
+        weight.mul_(factor[0])
+        return
+    # Only the units outside the ball are written; the others keep their exact bits.
+    units[too_long] = units[too_long] * factor.reshape(-1, *([1] * (units.dim() - 1)))
     if bias is not None:
-        bias[too_long] *= factor[too_long]
+        bias[too_long] = bias[too_long] * factor.to(bias.dtype)
 
 
 class MaxNorm:
-    """A max-norm constraint applied after every optimiser step or called on a model.
+    """A max-norm constraint (:func:`max_norm_`) applied after every optimiser step or on demand.
 
     >>> constraint = MaxNorm(3.0)
-    >>> handle = constraint.attach(optimizer)   # renormalise after each optimizer.step()
-    >>> constraint(model)                        # or apply it by hand
+    >>> handle = constraint.attach(optimizer, model)  # renormalise after each optimizer.step()
+    >>> handle.remove()
+    >>> constraint(model)                              # or apply it by hand
 
-    ``modules``: the layers to constrain (default: every Linear/Conv of the model given to
-    ``attach`` or ``__call__``). Srivastava et al. 2014 used ``c`` between 3 and 4 (``c = 2`` for
-    their MNIST nets); Hinton et al. 2012 capped the squared length at 15 (``c = sqrt(15)``).
+    Args:
+        max_norm: the bound ``c > 0`` on each unit's incoming weight norm. Srivastava et al. 2014
+            used ``c`` between 3 and 4; Hinton et al. 2012 capped the squared length at 15.
+        modules: the layers to constrain; when given, they are constrained whatever model is
+            passed to :meth:`__call__` / :meth:`attach`. Default: every Linear/Conv of that model.
+        dim: the unit dimension (see :func:`max_norm_`; 0 for torch's Linear and Conv weights).
+        include_bias: constrain ``[w_j, b_j]`` rather than ``w_j``.
+        eps: added to the norm in the rescaling factor.
     """
 
     def __init__(
@@ -85,36 +137,55 @@ class MaxNorm:
         max_norm: float,
         modules: Iterable[nn.Module] | None = None,
         *,
+        dim: int | None = 0,
         include_bias: bool = False,
+        eps: float = 1e-7,
     ) -> None:
-        if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)) or max_norm <= 0:
-            raise ValueError(f"max_norm must be a number > 0, got {max_norm!r}")
+        _check_bound(max_norm, eps)
+        _check_dim(dim, include_bias)
         self.max_norm = float(max_norm)
         self.modules = None if modules is None else list(modules)
+        if self.modules is not None:
+            for module in self.modules:
+                if not isinstance(module, nn.Module):
+                    raise TypeError(f"modules must hold nn.Modules, got {type(module).__name__}")
+        self.dim = dim
         self.include_bias = bool(include_bias)
+        self.eps = float(eps)
 
     def __call__(self, model: nn.Module | None = None) -> None:
+        """Constrain ``modules=`` (if given) or every Linear/Conv layer of ``model``, in place."""
         targets = self.modules if self.modules is not None else [model]
         if targets == [None]:
             raise ValueError("MaxNorm needs a model, or modules= at construction")
         for module in targets:
-            max_norm_(module, self.max_norm, include_bias=self.include_bias)
+            max_norm_(module, self.max_norm, dim=self.dim, include_bias=self.include_bias,
+                      eps=self.eps)  # fmt: skip
 
     apply = __call__
 
     def attach(self, optimizer: torch.optim.Optimizer, model: nn.Module | None = None):
-        """Renormalise after every ``optimizer.step()``; returns a handle with ``.remove()``.
+        """Renormalise after every ``optimizer.step()`` (``register_step_post_hook``); returns
+        the hook's handle (call ``.remove()`` to detach).
 
-        Without ``modules=`` or ``model``, every 2-D-or-more parameter in the optimiser's groups
-        is treated as a weight with units along dim 0 (biases are left alone)."""
+        Constrains ``modules=`` or the Linear/Conv layers of ``model``. With neither, every
+        parameter of the optimiser with 2 or more dimensions is treated as a weight whose units
+        lie along ``dim`` (biases and norm scales are left alone; note that this includes
+        embedding tables, whose rows would be constrained too: pass ``model`` to avoid that)."""
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got "
+                            f"{type(optimizer).__name__}")  # fmt: skip
         if self.modules is None and model is None:
-            weights = [
-                p for group in optimizer.param_groups for p in group["params"] if p.dim() >= 2
-            ]
+            if self.include_bias:
+                raise ValueError(
+                    "include_bias needs modules= or a model to pair weights with biases"
+                )
 
             def hook(opt, args, kwargs):
-                for weight in weights:
-                    max_norm_(weight, self.max_norm)
+                for group in opt.param_groups:
+                    for param in group["params"]:
+                        if param.dim() >= 2:
+                            max_norm_(param, self.max_norm, dim=self.dim, eps=self.eps)
         else:
 
             def hook(opt, args, kwargs):
@@ -123,4 +194,5 @@ class MaxNorm:
         return optimizer.register_step_post_hook(hook)
 
     def __repr__(self) -> str:
-        return f"MaxNorm(max_norm={self.max_norm}, include_bias={self.include_bias})"
+        extra = "" if self.dim == 0 else f", dim={self.dim}"
+        return f"MaxNorm(max_norm={self.max_norm}{extra}, include_bias={self.include_bias})"

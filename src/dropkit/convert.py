@@ -1,10 +1,12 @@
 """Convert a model between classic and inverted dropout without changing its test-time function.
 
-Hinton et al. 2012 trained with unscaled ("classic") dropout and tested the "mean network", whose
-outgoing weights of each dropped layer are multiplied by the keep probability ``1 - p``. Inverted
-dropout moves that factor into training. So a classic ``Dropout(p)`` followed by an affine layer
-``W x + b`` computes at test time ``W ((1-p) x) + b = ((1-p) W) x + b``: the same as an inverted
-``Dropout(p)`` followed by the layer with weight ``(1-p) W`` and the same bias.
+Hinton et al. 2012 ("Improving neural networks by preventing co-adaptation of feature
+detectors") trained with unscaled ("classic") dropout and tested the "mean network", whose
+outgoing weights of each dropped layer are multiplied by the keep probability ``1 - p``; dropkit's
+classic mode does this at eval time as ``x * (1 - p)``. Inverted dropout moves the factor into
+training. A classic dropout followed by an affine layer ``W x + b`` computes at test time
+``W ((1-p) x) + b = ((1-p) W) x + b``: the same as an inverted dropout followed by the layer with
+weight ``(1-p) W`` and the same bias.
 """
 
 from __future__ import annotations
@@ -16,67 +18,110 @@ from torch import nn
 
 __all__ = ["convert"]
 
-_AFFINE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Bilinear)
-# Modules that commute with a positive scalar factor, so the factor may be moved past them.
-_HOMOGENEOUS = (nn.ReLU, nn.LeakyReLU, nn.Identity, nn.Flatten, nn.MaxPool1d, nn.MaxPool2d,
-                nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d,
-                nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)  # fmt: skip
+# Layers linear in their input up to the bias: W (c x) + b = (c W) x + b.
+_AFFINE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+           nn.ConvTranspose3d)  # fmt: skip
+# Positively homogeneous, f(c x) = c f(x) for c > 0, so the factor may be moved past them.
+_HOMOGENEOUS = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.Identity, nn.Flatten, nn.Unflatten,
+                nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d,
+                nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+                nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+                nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d)  # fmt: skip
+
+
+def _flatten(seq: nn.Sequential) -> list[nn.Module]:
+    layers = []
+    for module in seq:
+        layers.extend(_flatten(module) if isinstance(module, nn.Sequential) else [module])
+    return layers
+
+
+def _is_identity_at_eval(module: nn.Module) -> bool:
+    from dropkit.nn._base import DropoutBase
+
+    torch_dropout = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+    return isinstance(module, torch_dropout) or (
+        isinstance(module, DropoutBase) and module.mode == "inverted"
+    )
 
 
 def convert(model: nn.Module, to: str = "inverted", *, inplace: bool = False) -> nn.Module:
-    """Switch every dropkit ``Dropout`` in ``nn.Sequential`` containers of ``model`` to mode ``to``,
-    rescaling the weight of the next affine layer (Linear/Conv/Bilinear) so that the eval-mode
-    function is unchanged: ``to="inverted"`` multiplies it by ``1 - p``, ``to="classic"`` divides
-    by it. Between the dropout and that layer only positively homogeneous modules (ReLU, pooling,
-    Flatten, Identity, other dropouts) may stand; anything else raises ``ValueError``, as does a
-    dropout with no affine layer after it or with ``p = 1`` (whose function cannot be kept).
+    """Switch dropkit's dropout layers of ``model`` to mode ``to`` keeping the eval function.
 
-    Returns the converted model (a deep copy unless ``inplace``).
+    Handles every :class:`dropkit.nn.Dropout`-like layer (``Dropout``, ``Dropout1d/2d/3d``,
+    ``BroadcastDropout``, ``LockedDropout``: all compute ``x * (1 - p)`` at eval in classic mode)
+    inside ``nn.Sequential`` containers, nested Sequentials read as one flat sequence. The weight
+    (not the bias) of the next affine layer (Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d) is
+    multiplied by ``1 - p`` for ``to="inverted"`` and divided by it for ``to="classic"``. Between
+    the dropout and that layer only positively homogeneous layers may stand (ReLU, LeakyReLU,
+    PReLU, max/avg pooling, zero padding, Flatten/Unflatten, Identity) and dropouts that are the
+    identity at eval (inverted dropkit ones, torch's ``Dropout``/``Dropout1d..3d``).
+
+    Raises ``ValueError`` — before changing anything — when a dropout to convert is followed by
+    anything else (BatchNorm, tanh, a custom module, ...), has no affine layer after it, sits
+    outside an ``nn.Sequential``, or has ``p = 1`` (its test-time function is 0, and scaling the
+    next weight by 0 cannot be undone). ``p = 0`` layers just change mode. Not converted:
+    DropConnect (its factor acts on its own weight), Gaussian and alpha dropout (no classic form).
+
+    Returns the converted model: a deep copy unless ``inplace``. Eval outputs agree up to the
+    rounding of the scaled weights (float64: ~1e-15 relative).
     """
-    from dropkit.nn import Dropout
+    from dropkit.nn._base import DropoutBase
 
     if to not in ("inverted", "classic"):
         raise ValueError(f"to must be 'inverted' or 'classic', got {to!r}")
+    if not isinstance(inplace, bool):
+        raise TypeError(f"inplace must be a bool, got {inplace!r}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     model = model if inplace else copy.deepcopy(model)
     source = "classic" if to == "inverted" else "inverted"
-    containers = [m for m in model.modules() if isinstance(m, nn.Sequential)]
-    handled = set()
-    for seq in containers:
-        layers = list(seq)
+    nested = {id(child) for m in model.modules() if isinstance(m, nn.Sequential) for child in m}
+    roots = [m for m in model.modules() if isinstance(m, nn.Sequential) and id(m) not in nested]
+
+    plan: list[tuple[nn.Module, nn.Module | None]] = []  # (dropout, layer whose weight scales)
+    for root in roots:
+        layers = _flatten(root)
         for index, layer in enumerate(layers):
-            if not isinstance(layer, Dropout) or layer.mode != source or layer.p == 0.0:
-                if isinstance(layer, Dropout) and layer.mode == source:
-                    layer.mode = to  # p = 0: both modes are the identity
-                    handled.add(id(layer))
+            if not isinstance(layer, DropoutBase) or layer.mode != source:
+                continue
+            if layer.p == 0.0:
+                plan.append((layer, None))  # both modes are the identity
                 continue
             if layer.p == 1.0:
-                raise ValueError("a dropout with p=1 cannot be converted (its keep factor is 0)")
+                raise ValueError(f"{layer!r} cannot be converted: its keep factor 1 - p is 0")
             target = None
             for follower in layers[index + 1 :]:
                 if isinstance(follower, _AFFINE):
                     target = follower
                     break
-                if not isinstance(follower, (*_HOMOGENEOUS, Dropout)):
+                if not (isinstance(follower, _HOMOGENEOUS) or _is_identity_at_eval(follower)):
                     raise ValueError(
                         f"cannot move the keep factor of {layer!r} past {type(follower).__name__}: "
-                        "only ReLU, pooling, Flatten, Identity and dropout may stand between a "
-                        "dropout and the affine layer it feeds"
+                        "only ReLU-like activations, pooling, zero padding, Flatten, Identity and "
+                        "eval-identity dropouts may stand between a dropout and the "
+                        "Linear/Conv layer it feeds"
                     )
             if target is None:
                 raise ValueError(
                     f"{layer!r} is not followed by a Linear/Conv layer in its Sequential"
                 )
-            factor = 1.0 - layer.p if to == "inverted" else 1.0 / (1.0 - layer.p)
-            with torch.no_grad():
-                target.weight.mul_(factor)
-            layer.mode = to
-            handled.add(id(layer))
-    left = [m for m in model.modules() if isinstance(m, Dropout) and m.mode == source]
+            plan.append((layer, target))
+    planned = {id(layer) for layer, _ in plan}
+    left = [
+        m
+        for m in model.modules()
+        if isinstance(m, DropoutBase) and m.mode == source and id(m) not in planned
+    ]
     if left:
         raise ValueError(
             f"{len(left)} {source} dropout layer(s) are not inside an nn.Sequential; "
-            "convert them by hand (scale the weights they feed by 1 - p)"
+            "convert them by hand (scale the weight of the layer they feed by 1 - p)"
         )
+    with torch.no_grad():
+        for layer, target in plan:
+            if target is not None:
+                factor = 1.0 - layer.p if to == "inverted" else 1.0 / (1.0 - layer.p)
+                target.weight.mul_(factor)
+            layer.mode = to
     return model

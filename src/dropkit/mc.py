@@ -1,23 +1,39 @@
 """Monte-Carlo dropout (Gal & Ghahramani 2016): predictive uncertainty from stochastic passes.
 
 :func:`stochastic` switches every dropkit stochastic op on at inference — modules and functional
-calls alike, drop-path, DropBlock and DropConnect included — while the model stays in eval mode
-(BatchNorm keeps using its running statistics and does not update them). :func:`mc_predict` runs
-``T`` stochastic passes and returns the predictive mean, predictive entropy, mutual information
-(BALD) and variance with streaming estimators (no ``[B, C, T]`` tensor is formed).
+calls alike, drop-path, DropBlock and DropConnect included, because every op asks
+``dropkit._state.is_stochastic`` — while the model stays in eval mode (BatchNorm keeps using its
+running statistics and does not update them; ``model.train()`` is never called). torch's own
+dropout *modules* can be switched too (pass the model); torch's *functional* dropout cannot be
+switched from outside: convert such models with :func:`dropkit.replace_dropout`.
 
-Batched sampling: the ``T`` passes are run as few forwards of the input replicated along dim 0,
-chunked to a row budget. Masks depend on (sample index, element) only — the ``t``-th replica
-starts at stream element ``t * mask_numel_of_one_replica`` of each op's seed — so a batched run
-draws exactly the masks of the looped run. Ops that draw one value for the whole batch (per-batch
-DropConnect, ``stochastic_depth(mode="batch")``, DropBlock with ``normalize="batch"``, embedding
-dropout's word-type mask) cannot be split per sample that way; :func:`mc_predict` detects their
-modules and loops instead.
-"""
+:func:`mc_predict` runs ``T`` stochastic passes and returns the predictive mean, predictive
+entropy, mutual information (BALD) and variance with streaming estimators (running sums merged
+chunk by chunk; no ``[B, C, T]`` tensor is formed).
+
+Batched sampling: the ``T`` passes are run as a few forwards of the input replicated ``k`` times
+along dim 0 (``k`` bounded by ``max_rows`` and ``memory_budget``). Masks depend on (sample index,
+element) only — in the replicated batch, replica ``t`` starts at stream element
+``t * mask_numel_of_one_replica`` of each op's seed, which is where the ``t``-th looped pass starts
+(see :mod:`dropkit._state`) — so a batched run draws exactly the masks of the looped run; outputs
+agree bit for bit when the model's layers treat rows independently with the same kernels
+(Linear/ReLU/dropout), and up to floating-point reduction order otherwise.
+
+Not batchable per sample: ops that draw once for the whole batch — per-batch DropConnect
+(``DropConnectLinear`` / ``DropConnectConv2d`` with ``per_sample=False``),
+``StochasticDepth(mode="batch")``, DropBlock with ``normalize="batch"``, embedding dropout's word-
+type mask. With ``batch_replicas="auto"`` :func:`mc_predict` finds their *modules* and loops; with
+``batch_replicas=True`` it warns, and the batched run then shares those draws across the samples of
+a chunk (it differs from the looped run). Functional calls of such ops inside custom modules cannot
+be detected: pass ``batch_replicas=False`` for such models. Layers that mix rows of the batch
+(BatchNorm in training mode, attention over the batch) must not be batched either, and batching
+assumes dim 0 of ``x`` and of the logits is the batch (a model fed ``(T, N, C)`` sequences needs
+``batch_replicas=False``)."""
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -26,7 +42,7 @@ from torch import nn
 
 from dropkit import _state, rng
 
-__all__ = ["MCPrediction", "mc_predict", "stochastic"]
+__all__ = ["MCPrediction", "batch_wide_modules", "mc_predict", "stochastic"]
 
 _TORCH_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
                   nn.FeatureAlphaDropout)  # fmt: skip
@@ -36,9 +52,11 @@ _TORCH_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Alpha
 def stochastic(model: nn.Module | None = None) -> Iterator[None]:
     """Sample every dropkit stochastic op at inference inside the ``with`` block.
 
-    With ``model``, torch's own dropout modules inside it are also put in training mode for the
-    block (and restored after); torch's *functional* dropout cannot be switched from outside —
-    convert such models with :func:`dropkit.replace_dropout`.
+    Nests and is exception safe. Module modes are not touched, except that with ``model``
+    torch's own dropout modules inside it are put in training mode for the block (and back in
+    eval mode after); torch's *functional* dropout (``torch.nn.functional.dropout(x, training=
+    self.training)``) cannot be switched from outside — use :func:`dropkit.replace_dropout` or
+    dropkit's functional ops.
     """
     switched = []
     if model is not None:
@@ -56,48 +74,99 @@ def stochastic(model: nn.Module | None = None) -> Iterator[None]:
 
 @dataclass
 class MCPrediction:
-    """Monte-Carlo predictive summaries, each of shape ``(B,)`` or ``(B, C)``."""
+    """Monte-Carlo predictive summaries over ``samples`` passes (float64).
 
-    mean: torch.Tensor  # predictive mean of the class probabilities, (B, C)
-    entropy: torch.Tensor  # predictive entropy H[mean], (B,)
-    mutual_information: torch.Tensor  # BALD: H[mean] - mean_t H[p_t], (B,)
-    variance: torch.Tensor  # per-class variance of p_t over samples, (B, C)
+    With ``p_t = softmax(logits_t)``: ``mean = (1/T) sum_t p_t`` ``(B, C)``; ``entropy =
+    H[mean] = -sum_c mean_c log mean_c`` ``(B,)``; ``mutual_information = H[mean] - (1/T) sum_t
+    H[p_t]`` (BALD) ``(B,)``; ``variance = (1/T) sum_t (p_t - mean)^2`` (population variance)
+    ``(B, C)``.
+    """
+
+    mean: torch.Tensor
+    entropy: torch.Tensor
+    mutual_information: torch.Tensor
+    variance: torch.Tensor
     samples: int
 
 
 def _entropy(p: torch.Tensor) -> torch.Tensor:
+    # 0 log 0 = 0: clamping only the log's argument leaves exact zeros contributing nothing.
     return -(p * torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))).sum(-1)
 
 
-def _batch_wide_draws(model: nn.Module) -> list[str]:
+def batch_wide_modules(model: nn.Module) -> list[str]:
+    """Names of the modules of ``model`` that draw one random value for the whole batch."""
     from dropkit import nn as dnn
 
-    def batch_wide(m: nn.Module) -> bool:
-        return (
-            (isinstance(m, dnn.DropConnectLinear) and not m.per_sample)
-            or isinstance(m, dnn.DropConnectConv2d)
-            or (isinstance(m, dnn.StochasticDepth) and m.mode == "batch")
-            or (isinstance(m, dnn.DropBlock2d) and m.normalize == "batch")
-            or isinstance(m, dnn.EmbeddingDropout)
-        )
-
-    found = [name for name, m in model.named_modules() if batch_wide(m)]
+    checks = [
+        ("DropConnectLinear", lambda m: not m.per_sample),
+        ("DropConnectConv2d", lambda m: not m.per_sample),
+        ("StochasticDepth", lambda m: m.mode == "batch"),
+        ("DropBlock2d", lambda m: getattr(m, "normalize", "sample") == "batch"),
+        ("EmbeddingDropout", lambda m: True),
+    ]
+    found = []
+    for name, module in model.named_modules():
+        for cls_name, predicate in checks:
+            cls = getattr(dnn, cls_name, None)
+            if cls is not None and isinstance(module, cls) and predicate(module):
+                found.append(name or type(module).__name__)
+                break
     return found
 
 
-def _split_sequential(model: nn.Module) -> tuple[Callable | None, nn.Module]:
-    """For an ``nn.Sequential``, the deterministic prefix before the first stochastic module."""
+def _is_stochastic_module(module: nn.Module) -> bool:
+    from dropkit import nn as dnn
     from dropkit.nn._base import StochasticModule
 
+    # DropConnect and embedding dropout subclass torch layers, not StochasticModule.
+    classes = [StochasticModule, *_TORCH_DROPOUT]
+    classes += [getattr(dnn, n) for n in ("DropConnectLinear", "DropConnectConv2d",
+                                          "EmbeddingDropout") if hasattr(dnn, n)]  # fmt: skip
+    return any(isinstance(m, tuple(classes)) for m in module.modules())
+
+
+def _split_sequential(model: nn.Module) -> tuple[nn.Module | None, nn.Module]:
+    """For an ``nn.Sequential``, the prefix before the first stochastic module, and the rest."""
     if not isinstance(model, nn.Sequential):
         return None, model
     for index, module in enumerate(model):
-        stochastic_here = any(
-            isinstance(m, (StochasticModule, *_TORCH_DROPOUT)) for m in module.modules()
-        )
-        if stochastic_here:
+        if _is_stochastic_module(module):
             return (model[:index] if index else None), model[index:]
     return None, model
+
+
+def _run_prefix(head: Callable, x: torch.Tensor) -> torch.Tensor | None:
+    """``head(x)``, or None when ``head`` drew from the dropkit stream (it is not deterministic)."""
+    probe = _state.SampleStream(0)
+    previous = _state.set_sample_stream(probe)
+    try:
+        with stochastic(head if isinstance(head, nn.Module) else None):
+            out = head(x)
+    finally:
+        _state.set_sample_stream(previous)
+    return None if probe.calls else out
+
+
+def _rows_for_budget(body: nn.Module, h: torch.Tensor, budget: int) -> tuple[int, torch.Tensor]:
+    """Run one replica while measuring the widest activation; rows that fit ``budget`` bytes."""
+    widest = 0
+
+    def hook(module, args, output):
+        nonlocal widest
+        if isinstance(output, torch.Tensor):
+            widest = max(widest, output.numel() * output.element_size())
+
+    handles = [m.register_forward_hook(hook) for m in body.modules()]
+    try:
+        logits = body(h)
+    finally:
+        for handle in handles:
+            handle.remove()
+    rows = max(h.shape[0], 1)
+    # Without autograd a layer's input and output are alive together: twice the widest one.
+    per_row = (h.numel() * h.element_size() + 2 * widest) / rows
+    return max(1, int(budget // max(per_row, 1))), logits
 
 
 @torch.no_grad()
@@ -107,6 +176,7 @@ def mc_predict(
     samples: int = 30,
     *,
     batch_replicas: bool | str = "auto",
+    memory_budget: int | None = None,
     max_rows: int = 8192,
     seed: int | None = None,
     prefix: Callable[[torch.Tensor], torch.Tensor] | None | str = "auto",
@@ -114,61 +184,132 @@ def mc_predict(
     """Monte-Carlo dropout prediction of a classifier returning logits ``(B, C)``.
 
     Args:
-        model: the network (put in eval mode for the call and restored after).
+        model: the network; put in eval mode for the call and restored after.
         x: a batch ``(B, ...)``.
         samples: ``T >= 1`` stochastic passes.
-        batch_replicas: run replicas of ``x`` in one forward (``True``), loop (``False``), or
-            ``"auto"``: batch unless the model holds ops that draw once per batch.
-        max_rows: the largest batch one forward may see (bounds memory when batching).
-        seed: the base seed of the sample stream (default: drawn from torch's generator), so
-            ``mc_predict`` is reproducible under ``torch.manual_seed``.
-        prefix: a deterministic front part run once on ``x`` before the stochastic rest
-            (``model`` is then applied to its output); ``"auto"`` detects it for ``nn.Sequential``.
+        batch_replicas: run several replicas of ``x`` in one forward (``True``), one pass per
+            sample (``False``), or ``"auto"``: batch unless the model holds modules that draw once
+            per batch (:func:`batch_wide_modules`).
+        memory_budget: bytes one forward may use; the rows per forward are estimated from the
+            widest activation of a first single-replica pass (an estimate, not a hard limit).
+        max_rows: the largest batch one forward may see.
+        seed: the base seed of the sample stream (default: drawn from torch's default generator,
+            so ``mc_predict`` is reproducible under ``torch.manual_seed``). Pass ``t`` uses
+            ``SampleStream(seed, replica=t)``: the same masks whether batched or looped.
+        prefix: a deterministic front part run once on ``x`` (``model`` is then applied to its
+            output, replicated); ``"auto"``: for an ``nn.Sequential``, the layers before its first
+            stochastic module; ``None``: no prefix. A detected prefix that turns out to draw from
+            the dropkit stream is discarded (the whole model is run per sample); a given one
+            raises ``ValueError``.
+
+    torch's own dropout modules in ``model`` are sampled too (see :func:`stochastic`), but from
+    torch's generator: not reproducible by ``seed``, and a batched run differs from a looped one
+    (both are valid Monte-Carlo samples).
+
+    Returns:
+        :class:`MCPrediction` (float64).
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(x, torch.Tensor) or x.dim() < 1:
+        raise TypeError("x must be a torch.Tensor with a batch dimension")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
     if batch_replicas not in (True, False, "auto"):
         raise ValueError(f"batch_replicas must be True, False or 'auto', got {batch_replicas!r}")
     if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
         raise ValueError(f"max_rows must be an integer >= 1, got {max_rows!r}")
+    if memory_budget is not None and (
+        isinstance(memory_budget, bool) or not isinstance(memory_budget, int) or memory_budget < 1
+    ):
+        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
+    if not (prefix is None or prefix == "auto" or callable(prefix)):
+        raise TypeError(f"prefix must be a callable, None or 'auto', got {prefix!r}")
     base_seed = rng.draw_seed() if seed is None else int(seed)
     was_training = model.training
     model.eval()
     try:
         head, body = _split_sequential(model) if prefix == "auto" else (prefix, model)
-        h = head(x) if head is not None else x
+        h = _run_prefix(head, x) if head is not None else None
+        if h is None and head is not None and prefix != "auto":
+            raise ValueError("prefix drew from the dropkit stream: it is not deterministic")
+        if h is None:
+            h, body = x, model
         per_pass = h.shape[0]
+        wide = batch_wide_modules(body)
         if batch_replicas == "auto":
-            batch_replicas = not _batch_wide_draws(body)
+            batch_replicas = not wide
+        elif batch_replicas and wide:
+            warnings.warn(
+                f"modules {wide} draw once per batch: a batched Monte-Carlo run shares those "
+                "draws across the samples of a chunk (use batch_replicas=False to avoid it)",
+                stacklevel=2,
+            )
         chunk = max(1, max_rows // max(per_pass, 1)) if batch_replicas else 1
-        total = sq_total = entropy_total = None
+        stats = _Running()
+        first = 0
         with stochastic(body):
-            for first in range(0, samples, chunk):
+            if batch_replicas and memory_budget is not None:
+                with _sample_stream(base_seed, 0, 1):
+                    rows, logits = _rows_for_budget(body, h, memory_budget)
+                stats.add(_probs(logits, 1, per_pass))
+                chunk, first = min(chunk, max(1, rows // max(per_pass, 1))), 1
+            while first < samples:
                 count = min(chunk, samples - first)
-                previous = _state.set_sample_stream(
-                    _state.SampleStream(base_seed, replica=first, replicas=count)
-                )
-                try:
-                    inp = h if count == 1 else h.repeat(count, *([1] * (h.dim() - 1)))
+                inp = h if count == 1 else h.repeat(count, *([1] * (h.dim() - 1)))
+                with _sample_stream(base_seed, first, count):
                     logits = body(inp)
-                finally:
-                    _state.set_sample_stream(previous)
-                probs = torch.softmax(logits.double(), -1).reshape(count, per_pass, -1)
-                part, sq, ent = probs.sum(0), (probs * probs).sum(0), _entropy(probs).sum(0)
-                if total is None:
-                    total, sq_total, entropy_total = part, sq, ent
-                else:
-                    total += part
-                    sq_total += sq
-                    entropy_total += ent
+                stats.add(_probs(logits, count, per_pass))
+                first += count
     finally:
         model.train(was_training)
-    mean = total / samples
-    entropy = _entropy(mean)
-    return MCPrediction(
-        mean=mean,
-        entropy=entropy,
-        mutual_information=entropy - entropy_total / samples,
-        variance=(sq_total / samples - mean * mean).clamp_min(0),
-        samples=samples,
-    )
+    return stats.result()
+
+
+@contextlib.contextmanager
+def _sample_stream(base_seed: int, replica: int, replicas: int) -> Iterator[None]:
+    previous = _state.set_sample_stream(_state.SampleStream(base_seed, replica, replicas))
+    try:
+        yield
+    finally:
+        _state.set_sample_stream(previous)
+
+
+def _probs(logits: torch.Tensor, count: int, per_pass: int) -> torch.Tensor:
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"mc_predict needs a model returning logits (B, C), got {shape}")
+    return torch.softmax(logits.double(), -1).reshape(count, per_pass, -1)
+
+
+class _Running:
+    """Streaming mean / M2 (Chan et al.'s pairwise merge) and mean entropy over sample chunks."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean = self.m2 = self.entropy = None
+
+    def add(self, probs: torch.Tensor) -> None:
+        count = probs.shape[0]
+        chunk_mean = probs.mean(0)
+        chunk_m2 = ((probs - chunk_mean) ** 2).sum(0)
+        chunk_entropy = _entropy(probs).sum(0)
+        if self.mean is None:
+            self.n, self.mean, self.m2, self.entropy = count, chunk_mean, chunk_m2, chunk_entropy
+            return
+        total = self.n + count
+        delta = chunk_mean - self.mean
+        self.mean = self.mean + delta * (count / total)
+        self.m2 = self.m2 + chunk_m2 + delta * delta * (self.n * count / total)
+        self.entropy = self.entropy + chunk_entropy
+        self.n = total
+
+    def result(self) -> MCPrediction:
+        entropy = _entropy(self.mean)
+        return MCPrediction(
+            mean=self.mean,
+            entropy=entropy,
+            mutual_information=entropy - self.entropy / self.n,
+            variance=self.m2 / self.n,
+            samples=self.n,
+        )

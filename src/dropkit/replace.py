@@ -3,58 +3,75 @@
 from __future__ import annotations
 
 import copy
+import inspect
 
 from torch import nn
 
 __all__ = ["replace_dropout"]
 
+_NAMES = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout")
 
-def _pairs():
+
+def _pairs() -> list[tuple[type, type]]:
     from dropkit import nn as dnn
 
-    return [
-        (nn.Dropout, dnn.Dropout),
-        (nn.Dropout1d, dnn.Dropout1d),
-        (nn.Dropout2d, dnn.Dropout2d),
-        (nn.Dropout3d, dnn.Dropout3d),
-        (nn.AlphaDropout, dnn.AlphaDropout),
-        (nn.FeatureAlphaDropout, dnn.FeatureAlphaDropout),
-    ]
+    # Looked up by name so that a class not (yet) in dropkit.nn is skipped, not an import error.
+    return [(getattr(nn, n), getattr(dnn, n)) for n in _NAMES if hasattr(dnn, n)]
+
+
+def _takes_mode(cls: type) -> bool:
+    return "mode" in inspect.signature(cls.__init__).parameters
 
 
 def replace_dropout(
     model: nn.Module, to: str = "dropkit", *, mode: str = "inverted", inplace: bool = True
 ) -> nn.Module:
-    """Replace every torch dropout module of ``model`` by its dropkit twin (``to="dropkit"``) or
-    the reverse (``to="torch"``), keeping ``p``, ``inplace`` and the train/eval flag.
+    """Replace torch's dropout modules of ``model`` by dropkit's twins, or the reverse.
 
-    ``mode`` sets the mode of new dropkit ``Dropout``/``Dropout1d..3d`` layers (``"classic"``
-    changes the test-time function: use :func:`dropkit.convert` to keep it). A classic-mode dropkit
-    layer has no torch equivalent: converting it to torch raises unless you first
-    ``dropkit.convert(model, to="inverted")``. Returns the model (a deep copy unless ``inplace``).
+    ``to="dropkit"``: every module whose type is exactly ``torch.nn.Dropout``, ``Dropout1d``,
+    ``Dropout2d``, ``Dropout3d``, ``AlphaDropout`` or ``FeatureAlphaDropout`` (subclasses are left
+    alone: they may override ``forward``) becomes the dropkit class of the same name with the same
+    ``p``, ``inplace`` and train/eval flag. ``mode`` sets the mode of the new ``Dropout`` /
+    ``Dropout1d..3d`` layers (alpha dropout has none); ``"classic"`` changes the test-time
+    function (eval multiplies by ``1 - p``) — train with it, or use :func:`dropkit.convert`.
+
+    ``to="torch"``: the reverse. A classic-mode dropkit layer has no torch equivalent and raises
+    ``ValueError`` (run ``dropkit.convert(model, to="inverted")`` first), as does a channels-last
+    spatial dropout; a per-layer ``seed``/``generator`` is dropped (torch has none).
+
+    Returns ``model`` (changed in place), or a changed deep copy with ``inplace=False``.
     """
     if to not in ("dropkit", "torch"):
         raise ValueError(f"to must be 'dropkit' or 'torch', got {to!r}")
     if mode not in ("inverted", "classic"):
         raise ValueError(f"mode must be 'inverted' or 'classic', got {mode!r}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     model = model if inplace else copy.deepcopy(model)
     pairs = _pairs()
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
+    replacements = []
+    for parent_name, parent in model.named_modules():
+        for name, child in parent.named_children():
+            full = f"{parent_name}.{name}" if parent_name else name
             for torch_cls, dk_cls in pairs:
                 if to == "dropkit" and type(child) is torch_cls:
-                    extra = {"mode": mode} if hasattr(dk_cls(0.5), "mode") else {}
+                    extra = {"mode": mode} if _takes_mode(dk_cls) else {}
                     new = dk_cls(child.p, child.inplace, **extra)
                 elif to == "torch" and type(child) is dk_cls:
                     if getattr(child, "mode", "inverted") != "inverted":
                         raise ValueError(
-                            f"{name}: torch has no classic dropout; run "
+                            f"{full}: torch has no classic dropout; run "
                             "dropkit.convert(model, to='inverted') first"
                         )
+                    if getattr(child, "channels_last", False):
+                        raise ValueError(f"{full}: torch has no channels-last {torch_cls.__name__}")
                     new = torch_cls(child.p, child.inplace)
                 else:
                     continue
                 new.train(child.training)
-                setattr(parent, name, new)
+                replacements.append((parent, name, new))
                 break
+    # Swapped after the walk (and after every check passed) so a refusal leaves the model whole.
+    for parent, name, new in replacements:
+        setattr(parent, name, new)
     return model

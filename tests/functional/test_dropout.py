@@ -271,3 +271,17 @@ def test_property_any_shape_stride_and_p(shape, p, transpose, seed):
     assert y.shape == x.shape
     expected = reference_dropout(x.contiguous(), p, seed) if p > 0 else x
     assert torch.equal(y, expected)
+
+
+def test_two_dropouts_in_one_compiled_graph_draw_distinct_masks():
+    def two(x):
+        return dropout(x, 0.5), dropout(x, 0.5)
+
+    compiled = torch.compile(two, fullgraph=True, backend="aot_eager")
+    x = torch.ones(1000, requires_grad=True)
+    torch.manual_seed(0)
+    a, b = compiled(x)
+    torch.manual_seed(0)
+    eager_a, eager_b = two(x)
+    assert not torch.equal(a, b)
+    assert torch.equal(a, eager_a) and torch.equal(b, eager_b)

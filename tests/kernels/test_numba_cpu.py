@@ -27,8 +27,9 @@ def test_bit_identical_to_reference(dtype, numel, offset):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_same_result_for_any_thread_count(threads):
-    x = torch.randn(1 << 18)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_same_result_for_any_thread_count(threads, dtype):
+    x = torch.randn((1 << 18) + 3, dtype=dtype)
     threshold = rng.keep_threshold(0.5)
     want = reference.apply_keep_mask(x, -7, 0, threshold, 2.0)
     previous = numba.get_num_threads()
@@ -38,6 +39,37 @@ def test_same_result_for_any_thread_count(threads):
     finally:
         numba.set_num_threads(previous)
     assert torch.equal(bits(got), bits(want))
+
+
+@pytest.mark.parametrize("numel", range(10))
+@pytest.mark.parametrize("offset", range(5))
+def test_tiny_tensors_and_partial_counters(numel, offset):
+    # Sizes below one counter exercise the edge path alone, with either end partial.
+    x = torch.randn(numel) * 10
+    threshold = rng.keep_threshold(0.5)
+    want = reference.apply_keep_mask(x, 77, offset, threshold, 2.0)
+    assert torch.equal(bits(numba_cpu.apply_keep_mask(x, 77, offset, threshold, 2.0)), bits(want))
+    y = x.clone()
+    numba_cpu.apply_keep_mask(y, 77, offset, threshold, 2.0, out=y)
+    assert torch.equal(bits(y), bits(want))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("numel,offset", [(4099, 1), (70_001, 5), (1 << 17, 4)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_in_place_matches_reference(dtype, numel, offset, threads):
+    x = (torch.randn(numel) * 100).to(dtype)
+    threshold = rng.keep_threshold(0.3)
+    want = reference.apply_keep_mask(x, 2**64 - 5, offset, threshold, 1 / 0.7)
+    y = x.clone()
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        returned = numba_cpu.apply_keep_mask(y, 2**64 - 5, offset, threshold, 1 / 0.7, out=y)
+    finally:
+        numba.set_num_threads(previous)
+    assert returned is y
+    assert torch.equal(bits(y), bits(want))
 
 
 def test_in_place_output_and_extreme_thresholds():

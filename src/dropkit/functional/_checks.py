@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import numbers
 
 import torch
@@ -10,6 +11,8 @@ from dropkit import _state, rng
 from dropkit.kernels import ops
 
 MODES = ("inverted", "classic")
+# A fresh constant for every draw_seed traced by a compiler, so no two draws can be merged.
+_trace_sites = itertools.count()
 
 
 def check_probability(p: float, name: str = "p") -> float:
@@ -73,6 +76,6 @@ def resolve_stream(
         per_replica = mask_numel // stream.replicas
         return ops.seed_tensor(call_seed), offset + stream.replica * per_replica
     if torch.compiler.is_compiling():
-        return torch.ops.dropkit.draw_seed(input), offset
+        return torch.ops.dropkit.draw_seed(input, next(_trace_sites)), offset
     # Eager: the same draw as the op performs, without the dispatcher's overhead.
     return rng.draw_seed_tensor(), offset

@@ -30,7 +30,11 @@ def _alpha(input, p, training, inplace, feature, generator, seed, offset):
         return input.mul_(0.0) if inplace else input * 0.0
     if feature:
         if input.dim() < 2:
-            raise ValueError(f"feature_alpha_dropout needs (N, C, ...) input, got {input.dim()}D")
+            # torch's error, raised (as torch does) only when a mask is actually drawn
+            raise RuntimeError(
+                "Feature dropout requires at least 2 dimensions in the input "
+                f"(feature_alpha_dropout expects (N, C, ...), got {input.dim()}D)"
+            )
         shape = list(input.shape[:2]) + [1] * (input.dim() - 2)
     else:
         shape = list(input.shape)
@@ -61,8 +65,11 @@ def alpha_dropout(
     With :math:`\alpha' = 1.7580993408473766`, :math:`a = ((\alpha'^2 p + 1)(1-p))^{-1/2}` and
     :math:`m \sim \mathrm{Bernoulli}(1-p)`: :math:`y = a\,x\,m + \alpha' a\,(m-1) + \alpha' a p`
     — kept units give :math:`a x + \alpha' a p`, dropped ones :math:`-\alpha' a (1-p)`; the same
-    formula as ``torch.nn.functional.alpha_dropout`` (including its default ``training=False``).
-    Mask element ``i`` reads stream word ``i + offset``.
+    formula as ``torch.nn.functional.alpha_dropout`` (including its default ``training=False``
+    and zeros for ``p = 1``). Mask element ``i`` (row-major) reads stream word ``i + offset``; the
+    mask is regenerated in backward (gradient :math:`a\,m`). Shape: any; output the same.
+    Evaluation (``training=False`` outside :mod:`dropkit.mc`) returns ``input``. The masks come
+    from the dropkit stream rather than torch's generator (same distribution).
     """
     return _alpha(input, p, training, inplace, False, generator, seed, offset)
 
@@ -78,5 +85,8 @@ def feature_alpha_dropout(
     offset: int = 0,
 ) -> torch.Tensor:
     """Alpha dropout of whole channels of ``(N, C, ...)`` input (``torch``'s
-    ``feature_alpha_dropout``); mask element ``n*C + c`` reads stream word ``n*C + c + offset``."""
+    ``feature_alpha_dropout``): the formula of :func:`alpha_dropout` with one mask value
+    :math:`m_{n,c}` per sample and channel. Mask element ``n*C + c`` reads stream word
+    ``n*C + c + offset``. Like torch, dimension 0 is always the batch (no unbatched form) and a
+    1D input is a ``RuntimeError`` when a mask is drawn."""
     return _alpha(input, p, training, inplace, True, generator, seed, offset)

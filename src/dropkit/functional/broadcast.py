@@ -63,6 +63,12 @@ def broadcast_dropout(
     with the batch dimension leading, sample ``n`` uses words ``n * prod(noise_shape[1:])`` on.
     The mask is regenerated in backward, not stored.
 
+    Dropout itself: Srivastava, Hinton, Krizhevsky, Sutskever, Salakhutdinov, "Dropout: A Simple
+    Way to Prevent Neural Networks from Overfitting", JMLR 2014; ``noise_shape`` as in
+    ``keras.layers.Dropout`` (which has no classic mode, ``generator`` or ``seed``). Evaluation
+    (``training=False`` outside :mod:`dropkit.mc`) returns ``input`` itself (inverted) or
+    :math:`x(1-p)` (classic). Drops multiply by 0, so NaN/inf inputs stay NaN.
+
     Args:
         input: floating tensor of any shape.
         p: drop probability in [0, 1].

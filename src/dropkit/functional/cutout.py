@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from dropkit import _state, rng
-from dropkit.functional._checks import check_floating, check_offset, resolve_stream
+from dropkit.functional._checks import check_offset, resolve_stream
 
 __all__ = ["cutout"]
 
@@ -21,22 +23,48 @@ def cutout(
     seed: int | torch.Tensor | None = None,
     offset: int = 0,
 ) -> torch.Tensor:
-    r"""Fill ``n_holes`` squares of side ``size`` per image with ``fill``.
+    r"""Fill ``n_holes`` squares of side ``size`` per image with ``fill`` (training only).
 
     DeVries & Taylor, "Improved Regularization of Convolutional Neural Networks with Cutout",
-    2017. Each hole's centre :math:`(c_y, c_x)` is uniform over the image,
-    :math:`c_y = \lfloor u_0 H \rfloor`, :math:`c_x = \lfloor u_1 W \rfloor`, and the hole covers
-    rows :math:`[c_y - \lfloor size/2 \rfloor, c_y - \lfloor size/2 \rfloor + size)` (likewise
-    columns), clipped at the border, so holes near the edge are partly outside the image, as in the
-    paper. (For odd ``size`` the authors' code covers ``size - 1`` rows; dropkit covers ``size``.)
-    The same hole applies to every channel; images are independent. Hole ``k`` of image ``n``
-    uses the stream's uniform floats at indices ``2 (n * n_holes + k) + offset`` (``u_0``) and the
-    next one (``u_1``). Evaluation (``training=False``) is the identity; gradients are zero inside
-    holes.
+    arXiv:1708.04552, 2017. For image ``n`` and hole ``k`` the centre is uniform over the pixels,
 
-    Shape: ``(C, H, W)`` or ``(N, C, H, W)``; output the same.
+    .. math:: c_y = \lfloor u_{2j} H \rfloor,\quad c_x = \lfloor u_{2j+1} W \rfloor,\quad
+              j = n \cdot n\_holes + k,
+
+    where :math:`u_i = (w_{i + offset} \gg 8) \cdot 2^{-24}` is the stream's uniform float of word
+    ``i + offset`` (so image ``n`` consumes words ``[2 n n_holes, 2 (n + 1) n_holes)``: images are
+    independent and a prefix of the batch draws the same holes). The hole covers rows
+    :math:`[c_y - \lfloor size/2 \rfloor, c_y - \lfloor size/2 \rfloor + size)` and the same
+    columns around :math:`c_x`, clipped at the border: holes near the edge fall partly outside the
+    image, as in the paper (whose centres are uniform over the image, not over the positions
+    where the whole square fits). Every channel of an image gets the same holes; overlapping holes
+    simply union. Output: :math:`y = x` outside the holes and ``fill`` inside; gradients are zero
+    inside the holes. There is no rescaling (Cutout is an input augmentation).
+
+    Difference from the authors' code: it covers ``[c - size//2, c + size//2)``, i.e. ``size - 1``
+    rows for odd ``size``; dropkit always covers ``size`` rows and columns (before clipping).
+    torchvision and timm have no Cutout (their ``RandomErasing`` draws rectangles of random area
+    and aspect ratio that lie inside the image).
+
+    Args:
+        input: ``(C, H, W)`` or ``(N, C, H, W)``, floating or integer (e.g. uint8 images).
+        size: side of the square, integer ``>= 0`` (0: identity).
+        n_holes: holes per image, integer ``>= 0``.
+        fill: the value written into the holes (cast to ``input``'s dtype).
+        training: apply if True (or inside :func:`dropkit.mc.stochastic`); else the identity.
+        generator, seed, offset: the random stream (see :func:`dropkit.functional.dropout`).
+
+    Returns:
+        A new tensor of ``input``'s shape and dtype (``input`` itself when nothing is cut).
     """
-    check_floating(input, "cutout")
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"cutout: input must be a torch.Tensor, got {type(input).__name__}")
+    if input.dtype == torch.bool or input.dtype.is_complex:
+        raise TypeError(
+            f"cutout: input must have a real floating or integer dtype, got {input.dtype}"
+        )
+    if isinstance(fill, bool) or not isinstance(fill, numbers.Real):
+        raise TypeError(f"fill must be a real number, got {type(fill).__name__}")
     if input.dim() not in (3, 4):
         raise ValueError(f"cutout expects (C, H, W) or (N, C, H, W) input, got {input.dim()}D")
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
@@ -57,5 +85,7 @@ def cutout(
     in_rows = (rows >= top[..., None]) & (rows < top[..., None] + size)  # (n, holes, h)
     in_cols = (cols >= left[..., None]) & (cols < left[..., None] + size)
     holes = (in_rows[..., :, None] & in_cols[..., None, :]).any(1)  # (n, h, w)
-    out = torch.where(holes[:, None], torch.tensor(fill, dtype=input.dtype), batch)
+    out = torch.where(
+        holes[:, None], torch.tensor(fill, dtype=input.dtype, device=input.device), batch
+    )
     return out if input.dim() == 4 else out[0]

@@ -61,10 +61,15 @@ def drop_path(
     seed: int | torch.Tensor | None = None,
     offset: int = 0,
 ) -> torch.Tensor:
-    """Per-sample drop-path with timm's signature and defaults (``timm.layers.drop_path``).
+    r"""Per-sample drop-path with timm's signature and defaults (``timm.layers.drop_path``).
 
-    Same draws as ``stochastic_depth(x, drop_prob, "row")``; with ``scale_by_keep=False`` the
-    survivors are not rescaled (and evaluation is still the identity, as in timm).
+    Huang et al. 2016 (see :func:`stochastic_depth`): :math:`y_n = x_n b_n / (1 - p)` with
+    :math:`b_n \sim \mathrm{Bernoulli}(1-p)` per sample; the same draws as
+    ``stochastic_depth(x, drop_prob, "row")`` (sample ``n`` reads stream word ``n + offset``).
+    With ``scale_by_keep=False`` the survivors are not rescaled (:math:`y_n = x_n b_n`) and
+    evaluation is still the identity, as in timm. Differences from timm: ``drop_prob`` outside
+    [0, 1] raises instead of failing inside ``bernoulli_``; nothing but the seed is kept for
+    backward. Shape: ``(N, ...)``; output the same.
     """
     check_floating(x, "drop_path")
     if (
@@ -82,7 +87,12 @@ def drop_path(
 
 
 def linear_decay_rates(p_last: float, num_layers: int) -> list[float]:
-    """The linear decay rule of Huang et al. 2016: ``p_l = l / L * p_L`` for ``l = 1 .. L``."""
+    r"""The linear decay rule of Huang et al. 2016: ``p_l = l / L * p_L`` for ``l = 1 .. L``.
+
+    The paper writes it for survival probabilities, :math:`p_l = 1 - \frac{l}{L}(1 - p_L)`; in
+    drop probabilities this is ``l / L * p_last`` (the paper uses ``p_last = 0.5``). Returns the
+    ``L`` drop rates of residual blocks ``1 .. L`` (input side first).
+    """
     if isinstance(p_last, bool) or not isinstance(p_last, (int, float)) or not 0 <= p_last <= 1:
         raise ValueError(f"p_last must be in [0, 1], got {p_last!r}")
     if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:

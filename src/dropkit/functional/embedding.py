@@ -7,13 +7,54 @@ import torch.nn.functional as F
 
 from dropkit import _state, rng
 from dropkit.functional._checks import (
-    check_floating,
     check_offset,
     check_probability,
     resolve_stream,
 )
+from dropkit.kernels.reference import accumulation_dtype
 
-__all__ = ["embedding_dropout"]
+__all__ = ["embedding_dropout", "word_mask_apply"]
+
+
+@torch.library.custom_op("dropkit::word_mask_apply", mutates_args=())
+def word_mask_apply(
+    x: torch.Tensor,
+    ids: torch.Tensor,
+    seed: torch.Tensor,
+    offset: int,
+    threshold: int,
+    scale: float,
+) -> torch.Tensor:
+    """``x[..., d] * (scale if word(ids[...] + offset) >= threshold else 0)`` for embeddings ``x``
+    of shape ``ids.shape + (D,)``; the product is formed in the accumulation dtype, rounded once."""
+    acc = accumulation_dtype(x.dtype)
+    keep = rng.stream_words_at(ids, int(seed), offset) >= threshold
+    multiplier = torch.where(
+        keep,
+        torch.tensor(scale, dtype=acc, device=x.device),
+        torch.tensor(0.0, dtype=acc, device=x.device),
+    )
+    return (x.to(acc) * multiplier.unsqueeze(-1)).to(x.dtype).contiguous()
+
+
+@word_mask_apply.register_fake
+def _word_mask_apply_fake(x, ids, seed, offset, threshold, scale):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    # The ids are saved by the embedding lookup's own backward already; the mask is not kept.
+    _, ids, seed, offset, threshold, scale = inputs
+    ctx.save_for_backward(ids, seed)
+    ctx.args = (offset, threshold, scale)
+
+
+def _backward(ctx, grad: torch.Tensor):
+    ids, seed = ctx.saved_tensors
+    return word_mask_apply(grad, ids, seed, *ctx.args), None, None, None, None, None
+
+
+word_mask_apply.register_autograd(_backward, setup_context=_setup_context)
 
 
 def embedding_dropout(
@@ -39,12 +80,27 @@ def embedding_dropout(
     embedding matrix is kept with probability ``1-p`` and scaled by ``1/(1-p)``, so every
     occurrence of a dropped word in the batch is zeroed. The keep decision of word type ``v`` is its
     stream word at ``v + offset`` — independent of which other ids occur — and only the ids present
-    are evaluated: no ``V x D`` masked weight is built (AWD-LSTM builds one). Other arguments as
-    ``torch.nn.functional.embedding``. Evaluation is a plain lookup.
+    are evaluated: no ``V x D`` masked weight is built (AWD-LSTM builds one). Backward regenerates
+    the keep decisions from the seed and the ids (which the lookup saves anyway); no mask is kept.
+    Formula: :math:`y_{\dots,d} = W_{i,d}\, m_i / (1-p)`, :math:`i` = ``input[...]``,
+    :math:`m_v \sim \mathrm{Bernoulli}(1-p)`. Other arguments as
+    ``torch.nn.functional.embedding``. Evaluation is a plain lookup (AWD-LSTM's eval as well).
+
+    Monte-Carlo note: the mask's elements are word types, not batch rows, so a batch replicated
+    along dim 0 shares one mask; :func:`dropkit.mc.mc_predict` loops over samples for this layer.
 
     Shape: ``input (*)`` integer ids, ``weight (V, D)``, output ``(*, D)``.
     """
-    check_floating(weight, "embedding_dropout")
+    if not isinstance(weight, torch.Tensor) or not weight.dtype.is_floating_point:
+        got = weight.dtype if isinstance(weight, torch.Tensor) else type(weight).__name__
+        raise TypeError(f"embedding_dropout: weight must be a floating tensor, got {got}")
+    if weight.dim() != 2:
+        raise ValueError(
+            f"embedding_dropout: weight must be 2D (num_embeddings, embedding_dim), "
+            f"got shape {tuple(weight.shape)}"
+        )
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"embedding_dropout: input must be a tensor of ids, got {type(input)}")
     if input.dtype.is_floating_point or input.dtype == torch.bool:
         raise TypeError(f"embedding_dropout: input must hold integer ids, got {input.dtype}")
     p = check_probability(p)
@@ -55,6 +111,7 @@ def embedding_dropout(
     # The mask's elements are the V word types, shared by every replica of a batch (so Monte-Carlo
     # passes over this op loop rather than batch; see dropkit.mc).
     seed_t, offset = resolve_stream(weight, generator, seed, offset, weight.shape[0])
-    keep = rng.stream_words_at(input, int(seed_t), offset) >= rng.keep_threshold(p)
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
-    return out * (keep.to(out.dtype) * scale).unsqueeze(-1)
+    return torch.ops.dropkit.word_mask_apply(
+        out, input, seed_t, offset, rng.keep_threshold(p), scale
+    )

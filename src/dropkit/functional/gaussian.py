@@ -34,6 +34,9 @@ def gaussian_dropout(
     Noise comes from :func:`dropkit.rng.normal` (Box–Muller; element ``i`` consumes stream words
     ``2(i + offset)`` and ``2(i + offset) + 1``) and is regenerated in backward, not stored.
 
+    Shape: any; output the same. torch has no Gaussian dropout; Keras' ``GaussianDropout(rate)``
+    uses the same variance ``rate / (1 - rate)``.
+
     Args:
         p: in [0, 1) (``p = 1`` would mean infinite variance).
     """

@@ -15,7 +15,11 @@ def locked_dropout(
     training: bool = True,
     *,
     batch_first: bool = False,
-    **kwargs,
+    inplace: bool = False,
+    mode: str = "inverted",
+    generator: torch.Generator | None = None,
+    seed: int | torch.Tensor | None = None,
+    offset: int = 0,
 ) -> torch.Tensor:
     r"""One dropout mask per sequence, shared over all time steps.
 
@@ -25,9 +29,13 @@ def locked_dropout(
 
     Shape: ``(T, N, C)``, or ``(N, T, C)`` with ``batch_first=True``. The mask has shape
     ``(1, N, C)`` / ``(N, 1, C)``; mask element ``n*C + c`` reads stream word ``n*C + c + offset``
-    in both layouts, so the two layouts of the same data draw the same masks. Other keyword
+    in both layouts, so the two layouts of the same data draw the same masks (the ``N*C`` words
+    from ``offset``). The mask is regenerated in backward. Evaluation (``training=False`` outside
+    :mod:`dropkit.mc`) is the identity (``mode="classic"``: :math:`x(1-p)`). Other keyword
     arguments (``inplace``, ``mode``, ``generator``, ``seed``, ``offset``) as in
-    :func:`dropkit.functional.dropout`.
+    :func:`dropkit.functional.dropout`. AWD-LSTM's ``LockedDropout`` draws with
+    ``bernoulli_`` over ``(1, N, C)`` in the time-first layout only; this is the same
+    distribution.
     """
     if not isinstance(input, torch.Tensor) or input.dim() != 3:
         got = input.dim() if isinstance(input, torch.Tensor) else type(input).__name__
@@ -35,5 +43,7 @@ def locked_dropout(
             f"locked_dropout expects a 3D input (T, N, C) or (N, T, C) with batch_first, got {got}"
         )
     noise_shape = (None, 1, None) if batch_first else (1, None, None)
-    inplace = kwargs.pop("inplace", False)
-    return broadcast_dropout(input, p, training, inplace, noise_shape=noise_shape, **kwargs)
+    return broadcast_dropout(
+        input, p, training, inplace, noise_shape=noise_shape, mode=mode, generator=generator,
+        seed=seed, offset=offset,
+    )  # fmt: skip

@@ -8,6 +8,12 @@ single pixels barely regularises; drop whole channels instead. For each sample `
 ``(N, 1, ..., C)`` channels-last; unbatched inputs drop the ``N``) and mask element ``n*C + c``
 reads stream word ``n*C + c + offset``, so channels-first and channels-last layouts of the same
 data draw the same channel mask.
+
+Evaluation (``training=False`` outside :mod:`dropkit.mc`) is the identity (``mode="classic"``:
+:math:`x(1-p)`). Differences from ``torch.nn.functional.dropout1d/2d/3d``: the mask comes from the
+dropkit stream (same distribution, different draws from torch's generator), and the extra keyword
+arguments ``channels_last``, ``mode``, ``generator``, ``seed`` and ``offset``. Ranks, unbatched
+handling, warnings and errors are torch's.
 """
 
 from __future__ import annotations
@@ -16,9 +22,17 @@ import warnings
 
 import torch
 
+from dropkit import _state
 from dropkit.functional.broadcast import broadcast_dropout
 
 __all__ = ["dropout1d", "dropout2d", "dropout3d"]
+
+
+def _stream(mode, generator, seed, offset) -> dict:
+    return {"mode": mode, "generator": generator, "seed": seed, "offset": offset}
+
+
+_FEATURE_RANK_ERROR = "Feature dropout requires at least 2 dimensions in the input"
 
 
 def _channel_dropout(
@@ -30,18 +44,22 @@ def _channel_dropout(
     channels_last: bool,
     **kwargs,
 ) -> torch.Tensor:
+    """Torch's ``feature_dropout`` on ``input`` (with a leading batch of one added when not
+    ``batched``): the mask varies over the batch and channel dimensions only."""
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
     dims = input.dim()
-    if dims < (2 if batched else 1):
-        raise ValueError(
-            f"channel dropout needs a channel and a batch dimension, got {dims}D input"
-        )
-    shape = [1] * dims
-    channel = dims - 1 if channels_last else (1 if batched else 0)
-    shape[channel] = None
-    if batched:
-        shape[0] = None
+    if dims + (0 if batched else 1) < 2:
+        # torch only fails here when it actually samples; a no-op call passes through.
+        sampling = _state.is_stochastic(training) and not isinstance(p, bool)
+        if sampling and isinstance(p, (int, float)) and 0.0 < p < 1.0:
+            raise RuntimeError(_FEATURE_RANK_ERROR)
+        shape: list[int | None] = [None] * dims
+    else:
+        shape = [1] * dims
+        shape[dims - 1 if channels_last else (1 if batched else 0)] = None
+        if batched:
+            shape[0] = None
     return broadcast_dropout(input, p, training, inplace, noise_shape=shape, **kwargs)
 
 
@@ -52,10 +70,14 @@ def dropout1d(
     inplace: bool = False,
     *,
     channels_last: bool = False,
-    **kwargs,
+    mode: str = "inverted",
+    generator: torch.Generator | None = None,
+    seed: int | torch.Tensor | None = None,
+    offset: int = 0,
 ) -> torch.Tensor:
     """Zero whole channels of ``(N, C, L)`` or unbatched ``(C, L)`` input (``(N, L, C)`` /
-    ``(L, C)`` with ``channels_last``). Keyword args as :func:`dropkit.functional.dropout`."""
+    ``(L, C)`` with ``channels_last``). ``mode``, ``generator``, ``seed`` and ``offset`` as in
+    :func:`dropkit.functional.dropout`."""
     if input.dim() not in (2, 3):
         raise RuntimeError(
             f"dropout1d: Expected 2D or 3D input, but received a {input.dim()}D input. Note "
@@ -63,7 +85,15 @@ def dropout1d(
             "dimension, a channel dimension, and an optional batch dimension "
             "(i.e. 2D or 3D inputs)."
         )
-    return _channel_dropout(input, p, training, inplace, input.dim() == 3, channels_last, **kwargs)
+    return _channel_dropout(
+        input,
+        p,
+        training,
+        inplace,
+        input.dim() == 3,
+        channels_last,
+        **_stream(mode, generator, seed, offset),
+    )
 
 
 def dropout2d(
@@ -73,13 +103,17 @@ def dropout2d(
     inplace: bool = False,
     *,
     channels_last: bool = False,
-    **kwargs,
+    mode: str = "inverted",
+    generator: torch.Generator | None = None,
+    seed: int | torch.Tensor | None = None,
+    offset: int = 0,
 ) -> torch.Tensor:
     """Zero whole channels of ``(N, C, H, W)`` input (``(N, H, W, C)`` with ``channels_last``).
 
     Like torch, a 3D input is treated as batched 1D ``(N, C, L)`` with a warning (torch's
-    historical behaviour, kept for drop-in compatibility), and other ranks warn and drop over the
-    first two dimensions."""
+    historical behaviour, kept for drop-in compatibility); other ranks warn and drop over the
+    first two dimensions (a 2D input is dropped elementwise; a 1D input is an error), as in
+    torch."""
     dims = input.dim()
     if dims not in (3, 4):
         warnings.warn(
@@ -99,7 +133,9 @@ def dropout2d(
             "channel-wise dropout behavior, please switch to using dropout1d instead.",
             stacklevel=2,
         )
-    return _channel_dropout(input, p, training, inplace, dims >= 2, channels_last, **kwargs)
+    return _channel_dropout(
+        input, p, training, inplace, True, channels_last, **_stream(mode, generator, seed, offset)
+    )
 
 
 def dropout3d(
@@ -109,10 +145,16 @@ def dropout3d(
     inplace: bool = False,
     *,
     channels_last: bool = False,
-    **kwargs,
+    mode: str = "inverted",
+    generator: torch.Generator | None = None,
+    seed: int | torch.Tensor | None = None,
+    offset: int = 0,
 ) -> torch.Tensor:
     """Zero whole channels of ``(N, C, D, H, W)`` or unbatched ``(C, D, H, W)`` input
-    (``(N, D, H, W, C)`` / ``(D, H, W, C)`` with ``channels_last``)."""
+    (``(N, D, H, W, C)`` / ``(D, H, W, C)`` with ``channels_last``).
+
+    Like torch, any rank other than 5 is treated as unbatched (a batch of one is added, so the
+    channel is dimension 0), and ranks other than 4 and 5 warn."""
     dims = input.dim()
     if dims not in (4, 5):
         warnings.warn(
@@ -123,4 +165,12 @@ def dropout3d(
             "and an optional batch dimension (i.e. 4D or 5D inputs).",
             stacklevel=2,
         )
-    return _channel_dropout(input, p, training, inplace, dims != 4, channels_last, **kwargs)
+    return _channel_dropout(
+        input,
+        p,
+        training,
+        inplace,
+        dims == 5,
+        channels_last,
+        **_stream(mode, generator, seed, offset),
+    )

@@ -1,13 +1,22 @@
 """The DropBlock multiplier as a custom op that keeps no block mask between forward and backward.
 
 ``dropkit::drop_block_apply(x, seed, offset, threshold, block_size, spatial_dims, per_channel,
-per_sample, eps)`` returns ``x * M * s``. The seed mask has shape ``(N, C', H-bs+1, W-bs+1)``
-(``C' = C`` per channel, else 1; 3-D adds a depth dimension). Its element ``k`` (row-major) is a
-block seed iff the stream word at ``k + offset`` is *below* ``threshold = round(gamma * 2**32)``.
-A seed at ``(i, j)`` zeroes the block ``[i, i + bs) x [j, j + bs)``, which always fits, so the map
-keeps its shape for odd and even ``bs``. ``s = numel / (eps + sum(M))`` over each sample
-(``per_sample``) or over the batch. The op is linear in ``x`` with a multiplier that depends only on
-the seed, so its backward applies the same op to the gradient.
+per_sample, eps)`` returns ``x * M * s``.
+
+Seed mask. Its shape is ``(N, C', *S)`` with ``S`` the spatial shape of ``x`` and ``C' = C`` per
+channel or ``1`` shared over channels. Element ``k`` (row-major) reads stream word ``k + offset``
+and is a block *seed* iff that word is below ``threshold = round(gamma * 2**32)`` (the complement
+of the stream's keep decision) *and* it lies in the seed region, where a whole block fits:
+``a <= i_d <= S_d - bs + a`` in every spatial dimension, with ``a = bs // 2``. Words outside the
+region are read and ignored, so the call consumes exactly ``N * C' * prod(S)`` words.
+
+Blocks. A seed at ``i`` zeroes ``[i_d - a, i_d - a + bs)`` in every spatial dimension: centred on
+the seed for odd ``bs`` (the paper's Algorithm 1), one more row/column before it than after for
+even ``bs``; it always lies inside the map, so the output keeps the input's shape.
+
+``s = numel / (eps + sum(M))`` over each sample (``per_sample``) or over the whole batch, counted
+on ``M`` broadcast to ``x``'s shape. The op is linear in ``x`` with a multiplier that depends only
+on the seed, so its backward applies the same op to the gradient (only the seed is saved).
 """
 
 from __future__ import annotations
@@ -15,7 +24,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dropkit import rng
+from dropkit import kernels
+from dropkit.kernels import reference
 
 __all__ = ["block_keep_multiplier", "drop_block_apply"]
 
@@ -33,26 +43,30 @@ def block_keep_multiplier(
     dtype: torch.dtype,
     device: torch.device,
 ) -> torch.Tensor:
-    """``M * s`` broadcastable to ``shape``; see the module docstring."""
+    """``M * s`` of shape ``(N, C', *S)``, broadcastable to ``shape``; see the module docstring."""
     n, c = shape[0], shape[1]
     spatial = shape[2:]
-    seed_shape = [n, c if per_channel else 1] + [s - block_size + 1 for s in spatial]
-    words = rng.stream_words(
-        int(torch.Size(seed_shape).numel()), seed, offset, device=device
-    ).reshape(seed_shape)
-    seeds = (words < threshold).to(dtype)
-    pad = [block_size - 1] * (2 * spatial_dims)
+    bs, a = block_size, block_size // 2
+    seed_shape = [n, c if per_channel else 1, *spatial]
+    # The fast backend's keep decisions (1 kept, 0 not) over the seed-mask shape; a seed is a word
+    # that is *not* kept.
+    ones = torch.ones(seed_shape, dtype=dtype, device=device)
+    not_seed = kernels.apply_keep_mask(ones, seed, offset, threshold, 1.0, out=ones)
+    region = (slice(None), slice(None)) + tuple(slice(a, a + s - bs + 1) for s in spatial)
+    seeds = 1.0 - not_seed[region]
+    # Seed-region coordinate v = i - a anchors the block [v, v + bs): padding bs - 1 on both
+    # sides and a stride-1 max-pool of width bs gives the block mask on the full map.
     pool = F.max_pool2d if spatial_dims == 2 else F.max_pool3d
-    blocks = pool(F.pad(seeds, pad), kernel_size=block_size, stride=1)
-    keep = 1.0 - blocks
-    keep_full = keep.expand(n, c, *spatial)
+    blocks = pool(F.pad(seeds, [bs - 1] * (2 * spatial_dims)), kernel_size=bs, stride=1)
+    keep = blocks.neg_().add_(1.0)
+    repeat = 1 if per_channel else c  # shared masks count once per channel of x
     if per_sample:
-        kept = keep_full.reshape(n, -1).sum(1)
-        per = keep_full[0].numel()
+        kept = keep.reshape(n, -1).sum(1) * repeat
+        per = keep[0].numel() * repeat
         scale = (per / (eps + kept)).reshape(n, *([1] * (len(shape) - 1)))
     else:
-        scale = keep_full.numel() / (eps + keep_full.sum())
-    return keep * scale
+        scale = keep.numel() * repeat / (eps + keep.sum() * repeat)
+    return keep.mul_(scale)
 
 
 @torch.library.custom_op("dropkit::drop_block_apply", mutates_args=())
@@ -67,7 +81,7 @@ def drop_block_apply(
     per_sample: bool,
     eps: float,
 ) -> torch.Tensor:
-    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    acc = reference.accumulation_dtype(x.dtype)
     multiplier = block_keep_multiplier(
         list(x.shape), int(seed), offset, threshold, block_size, spatial_dims, per_channel,
         per_sample, eps, acc, x.device,

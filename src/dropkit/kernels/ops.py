@@ -3,8 +3,10 @@
 They make dropkit opaque to ``torch.compile`` and ``torch.export`` (no graph breaks, and Inductor
 cannot swap dropkit's stream for its own RNG) and carry the autograd rule that keeps no mask:
 
-- ``dropkit::draw_seed(like)`` draws a fresh 64-bit seed from the default CPU generator as a 0-d
-  int64 CPU tensor. Tagged ``nondeterministic_seeded`` so compilers never merge two draws.
+- ``dropkit::draw_seed(like, site)`` draws a fresh 64-bit seed from the default CPU generator as a
+  0-d int64 CPU tensor. ``site`` is a distinct constant per traced call: the
+  ``nondeterministic_seeded`` tag alone did not stop AOT autograd from merging two draws of one
+  graph into one (two dropouts then shared a mask), while distinct arguments cannot be merged.
 - ``dropkit::keep_mask_apply(x, seed, offset, threshold, scale)`` returns
   ``x * (scale if word >= threshold else 0)``. It is linear in ``x`` with the same multiplier, so
   its backward is the same op applied to the incoming gradient: only the seed (8 bytes) is saved.
@@ -60,13 +62,13 @@ def seed_tensor(seed: int | torch.Tensor) -> torch.Tensor:
 @torch.library.custom_op(
     "dropkit::draw_seed", mutates_args=(), tags=(torch.Tag.nondeterministic_seeded,)
 )
-def draw_seed(like: torch.Tensor) -> torch.Tensor:
-    """Draw a seed from the default CPU generator; ``like`` only orders the draw in a graph."""
+def draw_seed(like: torch.Tensor, site: int) -> torch.Tensor:
+    """Draw a seed from the default CPU generator; ``like`` and ``site`` only keep draws apart."""
     return rng.draw_seed_tensor()
 
 
 @draw_seed.register_fake
-def _draw_seed_fake(like: torch.Tensor) -> torch.Tensor:
+def _draw_seed_fake(like: torch.Tensor, site: int) -> torch.Tensor:
     return torch.empty((), dtype=torch.int64, device="cpu")
 
 
@@ -176,7 +178,11 @@ def alpha_mask_apply(
         torch.tensor(kept_shift, dtype=acc, device=x.device),
         torch.tensor(dropped_value, dtype=acc, device=x.device),
     )
-    return torch.addcmul(shift, x.to(acc), multiplier).to(x.dtype).contiguous()
+    if list(x.shape) == list(mask_shape):
+        return torch.addcmul(shift, x.to(acc), multiplier).to(x.dtype).contiguous()
+    # addcmul with two broadcast operands misses torch's vectorised CPU loop (about 1.3x slower
+    # than a broadcast multiply followed by an in-place broadcast add); the rounding is the same.
+    return (x.to(acc) * multiplier).add_(shift).to(x.dtype).contiguous()
 
 
 @alpha_mask_apply.register_fake
@@ -192,7 +198,13 @@ def _alpha_setup_context(ctx, inputs, output) -> None:
 
 def _alpha_backward(ctx, grad: torch.Tensor):
     (seed,) = ctx.saved_tensors
-    return (broadcast_keep_mask_apply(grad, seed, *ctx.args),) + (None,) * 7
+    offset, threshold, a, mask_shape = ctx.args
+    if list(grad.shape) == list(mask_shape):
+        # Elementwise mask: the fused kernel regenerates and applies it in one pass.
+        grad_input = keep_mask_apply(grad, seed, offset, threshold, a)
+    else:
+        grad_input = broadcast_keep_mask_apply(grad, seed, *ctx.args)
+    return (grad_input,) + (None,) * 7
 
 
 alpha_mask_apply.register_autograd(_alpha_backward, setup_context=_alpha_setup_context)

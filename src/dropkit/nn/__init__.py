@@ -1,19 +1,17 @@
 """dropkit's modules: thin wrappers holding hyper-parameters that call :mod:`dropkit.functional`."""
 
+from dropkit.nn.alpha import AlphaDropout, FeatureAlphaDropout
+from dropkit.nn.broadcast import BroadcastDropout
+from dropkit.nn.cutout import Cutout
+from dropkit.nn.drop_block import DropBlock2d, DropBlock3d, DropBlockSchedule, LinearSchedule
 from dropkit.nn.drop_connect import DropConnectConv2d, DropConnectLinear
 from dropkit.nn.drop_path import DropPath, StochasticDepth
 from dropkit.nn.dropout import Dropout
 from dropkit.nn.embedding import EmbeddingDropout
+from dropkit.nn.gaussian import GaussianDropout
 from dropkit.nn.join_drop import FractalDropPath, JoinDrop
-from dropkit.nn.noise import AlphaDropout, FeatureAlphaDropout, GaussianDropout
-from dropkit.nn.regions import Cutout, DropBlock2d, DropBlock3d, LinearSchedule
-from dropkit.nn.structured import (
-    BroadcastDropout,
-    Dropout1d,
-    Dropout2d,
-    Dropout3d,
-    LockedDropout,
-)
+from dropkit.nn.locked import LockedDropout
+from dropkit.nn.spatial import Dropout1d, Dropout2d, Dropout3d
 
 __all__ = [
     "AlphaDropout",
@@ -21,6 +19,7 @@ __all__ = [
     "Cutout",
     "DropBlock2d",
     "DropBlock3d",
+    "DropBlockSchedule",
     "DropConnectConv2d",
     "DropConnectLinear",
     "DropPath",

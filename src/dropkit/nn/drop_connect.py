@@ -9,7 +9,7 @@ from torch import nn
 
 from dropkit import functional as F
 from dropkit.functional._checks import check_mode, check_probability
-from dropkit.functional.drop_connect import INFERENCE
+from dropkit.functional.drop_connect import check_inference
 
 __all__ = ["DropConnectConv2d", "DropConnectLinear"]
 
@@ -18,12 +18,7 @@ class _DropConnectMixin:
     def _init_drop_connect(self, p, mode, inference, samples, activation, generator, seed):
         self.p = check_probability(p)
         self.mode = check_mode(mode)
-        if inference not in INFERENCE:
-            raise ValueError(f"inference must be one of {INFERENCE}, got {inference!r}")
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
-        if activation is not None and not callable(activation):
-            raise TypeError(f"activation must be callable, got {type(activation).__name__}")
+        check_inference(inference, samples, activation)
         if generator is not None and seed is not None:
             raise ValueError("pass either seed or generator, not both")
         self.inference, self.samples, self.activation = inference, samples, activation
@@ -32,8 +27,12 @@ class _DropConnectMixin:
     def _drop_repr(self) -> str:
         text = f", p={self.p}"
         text += "" if self.mode == "inverted" else f", mode={self.mode!r}"
-        text += "" if self.inference == "weight_scaling" else f", inference={self.inference!r}"
-        return text
+        if self.inference != "weight_scaling":
+            text += f", inference={self.inference!r}, samples={self.samples}"
+        if self.activation is not None:
+            name = getattr(self.activation, "__name__", type(self.activation).__name__)
+            text += f", activation={name}"
+        return text + ("" if self.seed is None else f", seed={self.seed}")
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -42,10 +41,29 @@ class _DropConnectMixin:
 
 
 class DropConnectLinear(_DropConnectMixin, nn.Linear):
-    """``nn.Linear`` whose weights are dropped in training (:func:`F.drop_connect_linear`).
+    """``nn.Linear`` whose weights are dropped in training: ``a((W * M * s) v + b)``.
 
-    ``activation`` (e.g. ``torch.relu``) is applied after the layer; moment-matching inference
-    needs it. ``DropConnectLinear.from_linear(layer, p)`` keeps ``layer``'s weight and bias.
+    Wan et al. 2013, "Regularization of Neural Networks using DropConnect" (ICML); the formula,
+    stream words, inference rules and costs are those of
+    :func:`dropkit.functional.drop_connect_linear`. ``nn.Linear``'s arguments come first, in
+    torch's order, so the layer is a drop-in replacement; its parameters are ``weight`` and
+    ``bias`` exactly as in ``nn.Linear`` (same ``state_dict`` keys and initialisation).
+
+    Args:
+        in_features, out_features, bias, device, dtype: as ``torch.nn.Linear``.
+        p: probability of dropping each weight, in [0, 1].
+        per_sample: one mask per sample (dim 0) instead of one per batch.
+        mode: ``"inverted"`` (train ``W M / (1-p)``, eval ``W``) or ``"classic"`` (train
+            ``W M``, eval ``(1-p) W``).
+        inference: ``"weight_scaling"`` (mean network) or ``"moment_matching"`` (Wan et al.'s
+            Gaussian sampling; needs ``activation``).
+        samples: Gaussian draws per unit for moment matching.
+        activation: applied after the layer (e.g. ``torch.relu``), in training and at inference;
+            moment matching averages it over the draws.
+        generator, seed: per-layer randomness.
+
+    ``DropConnectLinear.from_linear(layer, p, **kwargs)`` wraps an existing ``nn.Linear``, sharing
+    its weight and bias parameters. Shape: ``(*, in_features)`` -> ``(*, out_features)``.
     """
 
     def __init__(
@@ -74,8 +92,9 @@ class DropConnectLinear(_DropConnectMixin, nn.Linear):
         """Wrap an existing ``nn.Linear``: the same weight and bias parameters are used."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"from_linear expects an nn.Linear, got {type(linear).__name__}")
+        # Built on the meta device: no throw-away initialisation, the parameters are replaced.
         layer = cls(linear.in_features, linear.out_features, linear.bias is not None, p,
-                    device=linear.weight.device, dtype=linear.weight.dtype, **kwargs)  # fmt: skip
+                    device="meta", dtype=linear.weight.dtype, **kwargs)  # fmt: skip
         layer.weight = linear.weight
         layer.bias = linear.bias
         return layer
@@ -93,10 +112,16 @@ class DropConnectLinear(_DropConnectMixin, nn.Linear):
 
 
 class DropConnectConv2d(_DropConnectMixin, nn.Conv2d):
-    """``nn.Conv2d`` whose kernel is dropped in training (:func:`F.drop_connect_conv2d`).
+    """``nn.Conv2d`` whose kernel is dropped in training: ``a(conv2d(v, W * M * s, b))``.
 
-    ``DropConnectConv2d.from_conv2d(conv, p)`` keeps the weight, bias, stride, padding, dilation,
-    groups and padding mode of ``conv``.
+    Wan et al. 2013 applied to a convolution's kernel, one mask per batch; see
+    :func:`dropkit.functional.drop_connect_conv2d`. ``nn.Conv2d``'s arguments come first, in
+    torch's order (``padding_mode`` included: non-zero padding is applied to the input first, as
+    ``nn.Conv2d`` does); the DropConnect arguments are those of :class:`DropConnectLinear`.
+
+    ``DropConnectConv2d.from_conv2d(conv, p, **kwargs)`` keeps the weight and bias parameters,
+    kernel size, stride, padding, dilation, groups and padding mode of ``conv``: with ``p = 0``,
+    or in eval mode with weight scaling, its output equals ``conv``'s bit for bit.
     """
 
     def __init__(
@@ -112,6 +137,7 @@ class DropConnectConv2d(_DropConnectMixin, nn.Conv2d):
         padding_mode: str = "zeros",
         p: float = 0.5,
         *,
+        per_sample: bool = False,
         mode: str = "inverted",
         inference: str = "weight_scaling",
         samples: int = 1000,
@@ -124,6 +150,7 @@ class DropConnectConv2d(_DropConnectMixin, nn.Conv2d):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
                          bias, padding_mode, device=device, dtype=dtype)  # fmt: skip
         self._init_drop_connect(p, mode, inference, samples, activation, generator, seed)
+        self.per_sample = bool(per_sample)
 
     @classmethod
     def from_conv2d(cls, conv: nn.Conv2d, p: float = 0.5, **kwargs) -> DropConnectConv2d:
@@ -132,7 +159,7 @@ class DropConnectConv2d(_DropConnectMixin, nn.Conv2d):
             raise TypeError(f"from_conv2d expects an nn.Conv2d, got {type(conv).__name__}")
         layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
                     conv.padding, conv.dilation, conv.groups, conv.bias is not None,
-                    conv.padding_mode, p, device=conv.weight.device, dtype=conv.weight.dtype,
+                    conv.padding_mode, p, device="meta", dtype=conv.weight.dtype,
                     **kwargs)  # fmt: skip
         layer.weight = conv.weight
         layer.bias = conv.bias
@@ -147,10 +174,12 @@ class DropConnectConv2d(_DropConnectMixin, nn.Conv2d):
             padding = self.padding
         return F.drop_connect_conv2d(
             input, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
-            self.p, self.training, mode=self.mode, inference=self.inference,
+            self.p, self.training, per_sample=self.per_sample, mode=self.mode,
+            inference=self.inference,
             samples=self.samples, activation=self.activation, generator=self.generator,
             seed=self.seed,
         )  # fmt: skip
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + self._drop_repr()
+        extra = ", per_sample=True" if self.per_sample else ""
+        return super().extra_repr() + self._drop_repr() + extra

@@ -11,8 +11,9 @@ __all__ = ["DropPath", "StochasticDepth"]
 
 
 class StochasticDepth(StochasticModule):
-    """``torchvision.ops.StochasticDepth``: drop the residual branch per sample (``"row"``) or
-    per batch (``"batch"``)."""
+    """``torchvision.ops.StochasticDepth(p, mode)``: drop the residual branch per sample
+    (``"row"``) or once for the batch (``"batch"``), survivors scaled by ``1/(1-p)``; identity in
+    eval mode. See :func:`dropkit.functional.stochastic_depth`. Shape ``(N, ...)`` -> same."""
 
     def __init__(self, p: float, mode: str, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -31,11 +32,16 @@ class StochasticDepth(StochasticModule):
 
 
 class DropPath(StochasticModule):
-    """timm's ``DropPath``: per-sample drop-path."""
+    """timm's ``DropPath(drop_prob=0., scale_by_keep=True)``: per-sample drop-path; identity in
+    eval mode. See :func:`dropkit.functional.drop_path`. Shape ``(N, ...)`` -> same."""
 
     def __init__(self, drop_prob: float = 0.0, scale_by_keep: bool = True, **kwargs) -> None:
         super().__init__(**kwargs)
-        if not isinstance(drop_prob, (int, float)) or not 0.0 <= drop_prob <= 1.0:
+        if (
+            isinstance(drop_prob, bool)
+            or not isinstance(drop_prob, (int, float))
+            or not 0.0 <= drop_prob <= 1.0
+        ):
             raise ValueError(f"drop_prob has to be between 0 and 1, but got {drop_prob}")
         self.drop_prob = float(drop_prob)
         self.scale_by_keep = bool(scale_by_keep)

@@ -1,4 +1,4 @@
-"""Modules for region and path dropping: DropBlock (with a probability schedule) and Cutout."""
+"""DropBlock modules and the linear drop-probability schedule."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from torch import nn
 from dropkit import functional as F
 from dropkit.nn._base import StochasticModule
 
-__all__ = ["Cutout", "DropBlock2d", "DropBlock3d", "LinearSchedule"]
+__all__ = ["DropBlock2d", "DropBlock3d", "LinearSchedule"]
 
 
 class DropBlock2d(StochasticModule):
@@ -127,23 +127,3 @@ class LinearSchedule(nn.Module):
             f"{self.attribute}: {self.start} -> {self.stop} over {self.steps} steps, "
             f"step={int(self.step_count)}"
         )
-
-
-class Cutout(StochasticModule):
-    """Cutout augmentation (:func:`dropkit.functional.cutout`); active in training mode only."""
-
-    def __init__(self, size: int, n_holes: int = 1, fill: float = 0.0, **kwargs) -> None:
-        super().__init__(**kwargs)
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise ValueError(f"size must be an integer >= 0, got {size!r}")
-        if isinstance(n_holes, bool) or not isinstance(n_holes, int) or n_holes < 0:
-            raise ValueError(f"n_holes must be an integer >= 0, got {n_holes!r}")
-        self.size, self.n_holes, self.fill = size, n_holes, float(fill)
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.cutout(
-            input, self.size, self.n_holes, self.fill, self.training, **self._random_kwargs()
-        )
-
-    def extra_repr(self) -> str:
-        return f"size={self.size}, n_holes={self.n_holes}, fill={self.fill}{self._seed_repr()}"

@@ -1,4 +1,4 @@
-"""Modules of the structured and noise dropouts: repr, validation, train/eval, copies."""
+"""BroadcastDropout; checks shared by the part-A modules (validation, train/eval, copies)."""
 
 import copy
 import pickle
@@ -6,13 +6,34 @@ import pickle
 import pytest
 import torch
 
+from dropkit import functional as F
 from dropkit import nn as dnn
 
 
-@pytest.mark.parametrize("name", ["Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout",
-                                  "FeatureAlphaDropout"])  # fmt: skip
-def test_repr_matches_torch(name):
-    assert repr(getattr(dnn, name)(0.3)) == repr(getattr(torch.nn, name)(0.3))
+def test_broadcast_module_equals_functional_and_repr():
+    layer = dnn.BroadcastDropout(0.3, noise_shape=[None, 1, None], seed=2)
+    assert (
+        repr(layer) == "BroadcastDropout(p=0.3, inplace=False, seed=2, noise_shape=(None, 1, None))"
+    )
+    x = torch.randn(3, 4, 5)
+    assert torch.equal(layer(x), F.broadcast_dropout(x, 0.3, noise_shape=(None, 1, None), seed=2))
+    assert torch.equal(layer.eval()(x), x)
+    clone = pickle.loads(pickle.dumps(copy.deepcopy(layer)))
+    assert repr(clone) == repr(layer)
+
+
+@pytest.mark.parametrize(
+    "noise_shape,error",
+    [((0, None), ValueError), ((1.5,), ValueError), ("ab", TypeError), (3, TypeError)],
+)
+def test_broadcast_validation(noise_shape, error):
+    with pytest.raises(error, match="noise_shape"):
+        dnn.BroadcastDropout(0.5, noise_shape=noise_shape)
+
+
+def test_broadcast_shape_mismatch_is_reported_in_forward():
+    with pytest.raises(ValueError, match="one entry per input dimension"):
+        dnn.BroadcastDropout(0.5, noise_shape=(None, 1))(torch.randn(2, 3, 4))
 
 
 def test_validation_in_init():
@@ -43,10 +64,3 @@ def test_train_eval_and_copies():
         assert torch.equal(layer(x), x)
         clone = pickle.loads(pickle.dumps(copy.deepcopy(layer)))
         assert repr(clone) == repr(layer)
-
-
-def test_channels_last_and_seed_repr():
-    layer = dnn.Dropout2d(0.5, channels_last=True, seed=3)
-    assert "channels_last=True" in repr(layer) and "seed=3" in repr(layer)
-    x = torch.randn(2, 4, 4, 3)
-    assert torch.equal(layer(x), layer(x))

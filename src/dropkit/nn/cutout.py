@@ -1,0 +1,51 @@
+"""``Cutout`` (DeVries & Taylor 2017): square holes in input images, as a module."""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+from dropkit import functional as F
+from dropkit.nn._base import StochasticModule
+
+__all__ = ["Cutout"]
+
+
+class Cutout(StochasticModule):
+    """Cutout augmentation (:func:`dropkit.functional.cutout`); the identity in eval mode.
+
+    Args:
+        size: side of each square hole (integer >= 0).
+        n_holes: holes per image (integer >= 0).
+        fill: value written into the holes.
+        generator, seed: per-layer randomness (a fixed ``seed`` gives the same holes every call).
+
+    Shape: ``(C, H, W)`` or ``(N, C, H, W)``; output the same.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        n_holes: int = 1,
+        fill: float = 0.0,
+        *,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(generator=generator, seed=seed)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError(f"size must be an integer >= 0, got {size!r}")
+        if isinstance(n_holes, bool) or not isinstance(n_holes, int) or n_holes < 0:
+            raise ValueError(f"n_holes must be an integer >= 0, got {n_holes!r}")
+        if isinstance(fill, bool) or not isinstance(fill, numbers.Real):
+            raise TypeError(f"fill must be a real number, got {type(fill).__name__}")
+        self.size, self.n_holes, self.fill = size, n_holes, fill
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.cutout(
+            input, self.size, self.n_holes, self.fill, self.training, **self._random_kwargs()
+        )
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, n_holes={self.n_holes}, fill={self.fill}{self._seed_repr()}"

@@ -1,0 +1,153 @@
+"""DropBlock modules (Ghiasi, Lin, Le 2018) and the linear drop-probability schedule."""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+from torch import nn
+
+from dropkit import functional as F
+from dropkit.functional.drop_block import NORMALIZE
+from dropkit.nn._base import StochasticModule
+
+__all__ = ["DropBlock2d", "DropBlock3d", "DropBlockSchedule", "LinearSchedule"]
+
+
+def _check_p(p: float, name: str = "p") -> float:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name} has to be a probability between 0 and 1, but got {p!r}")
+    return float(p)
+
+
+class DropBlock2d(StochasticModule):
+    """DropBlock on ``(N, C, H, W)`` maps; see :func:`dropkit.functional.drop_block2d`.
+
+    torchvision's ``DropBlock2d(p, block_size, inplace=False, eps=1e-06)`` plus ``per_channel``
+    (False: one block mask per sample shared by all channels), ``normalize`` (``"sample"``, the
+    default, or torchvision's ``"batch"``) and per-layer randomness (``generator``/``seed``).
+    Identity in eval mode (unless inside :func:`dropkit.mc.stochastic`). ``p`` may be changed
+    between steps, e.g. by :class:`DropBlockSchedule`.
+
+    Shape: input ``(N, C, H, W)``, output the same.
+    """
+
+    _functional = staticmethod(F.drop_block2d)
+
+    def __init__(
+        self,
+        p: float,
+        block_size: int,
+        inplace: bool = False,
+        eps: float = 1e-06,
+        *,
+        per_channel: bool = True,
+        normalize: str = "sample",
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(generator=generator, seed=seed)
+        self.p = _check_p(p)
+        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+            raise ValueError(f"block_size must be an integer >= 1, got {block_size!r}")
+        if normalize not in NORMALIZE:
+            raise ValueError(f"normalize must be one of {NORMALIZE}, got {normalize!r}")
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
+            raise ValueError(f"eps must be a number > 0, got {eps!r}")
+        self.block_size = block_size
+        self.inplace = bool(inplace)
+        self.eps = float(eps)
+        self.per_channel = bool(per_channel)
+        self.normalize = normalize
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return self._functional(
+            input, self.p, self.block_size, self.inplace, self.eps, self.training,
+            per_channel=self.per_channel, normalize=self.normalize, **self._random_kwargs(),
+        )  # fmt: skip
+
+    def extra_repr(self) -> str:
+        text = f"p={self.p}, block_size={self.block_size}, inplace={self.inplace}"
+        if self.eps != 1e-06:
+            text += f", eps={self.eps}"
+        if not self.per_channel:
+            text += ", per_channel=False"
+        if self.normalize != "sample":
+            text += f", normalize={self.normalize!r}"
+        return text + self._seed_repr()
+
+
+class DropBlock3d(DropBlock2d):
+    """DropBlock on ``(N, C, D, H, W)`` volumes; see :func:`dropkit.functional.drop_block3d`.
+
+    Same arguments as :class:`DropBlock2d` (torchvision's ``DropBlock3d`` plus the extras).
+    """
+
+    _functional = staticmethod(F.drop_block3d)
+
+
+class DropBlockSchedule(nn.Module):
+    """Ramp a layer's drop probability linearly over training steps (the DropBlock paper, sec. 3).
+
+    ``p(step) = start + (stop - start) * min(step, steps) / steps``; the paper ramps the keep
+    probability from 1 down to its target, i.e. ``start=0`` and ``stop`` the target drop rate.
+    The scheduled attribute (default ``"p"``) of ``module`` is set from the current step before
+    every forward of ``module`` and after every :meth:`step`. Call :meth:`step` once per training
+    step. The step counter is a buffer (``step_count``), so it lives in the ``state_dict`` of any
+    model the schedule is registered in, and loading a checkpoint mid-schedule continues exactly.
+    The scheduled layer is referenced, not registered as a child, so it is not saved twice.
+
+    >>> block = DropBlock2d(0.1, 7)
+    >>> model.add_module("dropblock_schedule", DropBlockSchedule(block, 0.0, 0.1, steps=5000))
+    >>> model.dropblock_schedule.step()  # once per optimiser step
+    """
+
+    def __init__(
+        self, module: nn.Module, start: float, stop: float, steps: int, attribute: str = "p"
+    ) -> None:
+        super().__init__()
+        start = _check_p(start, "start")
+        stop = _check_p(stop, "stop")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        if not isinstance(module, nn.Module) or not hasattr(module, attribute):
+            raise ValueError(f"{type(module).__name__} has no attribute {attribute!r} to schedule")
+        object.__setattr__(self, "target", module)
+        self.start, self.stop, self.steps, self.attribute = start, stop, steps, attribute
+        self.register_buffer("step_count", torch.zeros((), dtype=torch.int64))
+        self._handle = module.register_forward_pre_hook(self._pre_hook)
+        self._update()
+
+    @property
+    def value(self) -> float:
+        """The scheduled probability at the current step."""
+        fraction = min(int(self.step_count), self.steps) / self.steps
+        return self.start + (self.stop - self.start) * fraction
+
+    def _pre_hook(self, module: nn.Module, args) -> None:
+        self._update()
+
+    def _update(self) -> None:
+        setattr(self.target, self.attribute, self.value)
+
+    def step(self) -> None:
+        """Advance the schedule by one training step."""
+        self.step_count += 1
+        self._update()
+
+    def remove(self) -> None:
+        """Detach the schedule from its layer (the layer keeps its current value)."""
+        self._handle.remove()
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._update()
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.attribute}: {self.start} -> {self.stop} over {self.steps} steps, "
+            f"step={int(self.step_count)}"
+        )
+
+
+LinearSchedule = DropBlockSchedule  # the name of the first release

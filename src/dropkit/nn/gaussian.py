@@ -1,0 +1,40 @@
+"""``GaussianDropout``: multiplicative Gaussian noise N(1, p/(1-p)) (Srivastava et al. 2014)."""
+
+from __future__ import annotations
+
+import torch
+
+from dropkit import functional as F
+from dropkit.nn._base import StochasticModule
+
+__all__ = ["GaussianDropout"]
+
+
+class GaussianDropout(StochasticModule):
+    """Multiplicative noise ``N(1, p/(1-p))`` (:func:`~dropkit.functional.gaussian_dropout`);
+    the identity in evaluation.
+
+    Shape: any; output the same.
+    """
+
+    def __init__(
+        self,
+        p: float = 0.5,
+        inplace: bool = False,
+        *,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(generator=generator, seed=seed)
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+            raise ValueError(f"gaussian dropout probability p must be in [0, 1), got {p!r}")
+        self.p = float(p)
+        self.inplace = bool(inplace)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.gaussian_dropout(
+            input, self.p, self.training, self.inplace, **self._random_kwargs()
+        )
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}{self._seed_repr()}"

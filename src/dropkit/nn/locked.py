@@ -1,0 +1,46 @@
+"""``LockedDropout``: variational dropout for sequences, one mask per sequence."""
+
+from __future__ import annotations
+
+import torch
+
+from dropkit import functional as F
+from dropkit.nn._base import DropoutBase
+
+__all__ = ["LockedDropout"]
+
+
+class LockedDropout(DropoutBase):
+    """One mask per sequence shared over time (:func:`~dropkit.functional.locked_dropout`).
+
+    Shape: ``(T, N, C)``, or ``(N, T, C)`` with ``batch_first=True``; output the same.
+    """
+
+    def __init__(
+        self,
+        p: float = 0.5,
+        inplace: bool = False,
+        *,
+        batch_first: bool = False,
+        mode: str = "inverted",
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(p, inplace, mode=mode, generator=generator, seed=seed)
+        if not isinstance(batch_first, bool):
+            raise TypeError(f"batch_first must be a bool, got {batch_first!r}")
+        self.batch_first = batch_first
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.locked_dropout(
+            input,
+            self.p,
+            self.training,
+            batch_first=self.batch_first,
+            inplace=self.inplace,
+            mode=self.mode,
+            **self._random_kwargs(),
+        )
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, batch_first={self.batch_first}"

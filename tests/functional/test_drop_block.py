@@ -1,0 +1,233 @@
+"""DropBlock (Ghiasi et al. 2018): exact stream layout, structure, distribution, normalisation."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as tnf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dropkit import functional as F
+from dropkit import mc, rng
+
+
+def reference_keep(shape, p, bs, seed, per_channel=True, offset=0):
+    """Plain-loop keep mask M of the documented layout (seed map over (N, C', *S))."""
+    n, c, *spatial = shape
+    bs = min(bs, *spatial)
+    a = bs // 2
+    gamma = F.drop_block_gamma(p, bs, tuple(spatial))
+    cc = c if per_channel else 1
+    words = rng.stream_words(n * cc * math.prod(spatial), seed, offset).reshape(n, cc, *spatial)
+    seeds = words < round(gamma * 2**32)
+    keep = torch.ones(n, cc, *spatial, dtype=torch.float64)
+    for idx in seeds.nonzero().tolist():
+        pos = idx[2:]
+        if all(a <= i <= s - bs + a for i, s in zip(pos, spatial)):
+            box = tuple(slice(i - a, i - a + bs) for i in pos)
+            keep[(idx[0], idx[1]) + box] = 0
+    return keep.expand(n, c, *spatial)
+
+
+@given(
+    n=st.integers(1, 3),
+    c=st.integers(1, 3),
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    bs=st.integers(1, 6),
+    p=st.floats(0.01, 1.0),
+    per_channel=st.booleans(),
+    seed=st.integers(0, 2**63 - 1),
+)
+@settings(max_examples=25, deadline=None)
+def test_matches_the_documented_layout(n, c, h, w, bs, p, per_channel, seed):
+    x = torch.randn(n, c, h, w, dtype=torch.float64)
+    y = F.drop_block2d(x, p, bs, per_channel=per_channel, seed=seed)
+    keep = reference_keep((n, c, h, w), p, bs, seed, per_channel)
+    scale = keep[0].numel() / (1e-6 + keep.reshape(n, -1).sum(1))
+    assert y.shape == x.shape
+    assert torch.allclose(y, x * keep * scale.reshape(n, 1, 1, 1), rtol=1e-12, atol=0)
+
+
+def test_3d_layout_and_batch_normalisation():
+    x = torch.randn(2, 2, 5, 6, 4, dtype=torch.float64)
+    y = F.drop_block3d(x, 0.4, 2, normalize="batch", seed=8)
+    keep = reference_keep(tuple(x.shape), 0.4, 2, 8)
+    assert (keep == 0).any()
+    assert torch.allclose(y, x * keep * keep.numel() / (1e-6 + keep.sum()), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("block_size", [1, 2, 3, 4, 5])
+def test_zeros_are_unions_of_whole_blocks_inside_the_map(block_size):
+    x = torch.ones(4, 3, 11, 9)
+    y = F.drop_block2d(x, 0.2, block_size, seed=block_size)
+    dropped = (y == 0).float()
+    assert dropped.sum() > 0
+    full = tnf.avg_pool2d(dropped, block_size, stride=1) == 1  # all-zero squares in the map
+    covered = tnf.max_pool2d(tnf.pad(full.float(), [block_size - 1] * 4), block_size, stride=1)
+    assert torch.equal(covered, dropped)
+
+
+def test_seed_rate_is_gamma_with_block_size_one():
+    x = torch.ones(64, 16, 16, 16)
+    y = F.drop_block2d(x, 0.3, 1, seed=3)
+    rate = float((y == 0).float().mean())
+    assert abs(rate - 0.3) < 5 * math.sqrt(0.21 / x.numel())
+
+
+@pytest.mark.parametrize("bs,pos", [(3, (6, 6)), (3, (0, 0)), (4, (6, 6)), (4, (12, 12))])
+def test_per_pixel_drop_probability_matches_the_formula(bs, pos):
+    h = w = 13
+    p = 0.15
+    x = torch.ones(3000, 1, h, w)
+    y = F.drop_block2d(x, p, bs, seed=11)
+    gamma = F.drop_block_gamma(p, bs, (h, w))
+    a = bs // 2
+
+    def covering(i, size):  # seed coordinates in the region whose block covers i
+        return sum(1 for s in range(a, size - bs + a + 1) if s - a <= i < s - a + bs)
+
+    k = covering(pos[0], h) * covering(pos[1], w)
+    expected = 1 - (1 - gamma) ** k
+    observed = float((y[:, 0, pos[0], pos[1]] == 0).float().mean())
+    assert abs(observed - expected) < 5 * math.sqrt(expected * (1 - expected) / 3000) + 1e-9
+
+
+def test_normalisation_preserves_the_mean_per_sample_or_per_batch():
+    x = torch.ones(32, 8, 16, 16)
+    per_sample = F.drop_block2d(x, 0.2, 3, seed=5).reshape(32, -1).mean(1)
+    assert torch.allclose(per_sample, torch.ones(32), atol=1e-4)
+    batch = F.drop_block2d(x, 0.2, 3, normalize="batch", seed=5)
+    assert abs(float(batch.mean()) - 1.0) < 1e-4
+    assert not torch.allclose(batch.reshape(32, -1).mean(1), torch.ones(32), atol=1e-3)
+
+
+def test_expectation_is_preserved_over_draws():
+    x = torch.randn(1, 2, 8, 8, dtype=torch.float64)
+    # per-sample normalisation keeps samples independent: 4000 copies are 4000 draws
+    mean = F.drop_block2d(x.expand(4000, 2, 8, 8), 0.3, 3, seed=1).mean(0, keepdim=True)
+    # each output element is x * (M s) with E[M s] ~ 1; loose 5-sigma style bound per element
+    assert torch.allclose(mean, x, atol=0.25 * float(x.abs().max()))
+    assert abs(float((mean / x).mean()) - 1.0) < 0.02
+
+
+def test_shared_channel_mask():
+    x = torch.ones(4, 5, 10, 10)
+    zero = F.drop_block2d(x, 0.3, 3, per_channel=False, seed=6) == 0
+    assert zero.any() and torch.equal(zero, zero[:, :1].expand_as(zero))
+    zero_pc = F.drop_block2d(x, 0.3, 3, seed=6) == 0
+    assert not torch.equal(zero_pc, zero_pc[:, :1].expand_as(zero_pc))
+
+
+def test_block_larger_than_map_is_clipped_and_eval_identity():
+    x = torch.randn(8, 2, 3, 5)
+    y = F.drop_block2d(x, 0.5, 7, seed=1)
+    assert y.shape == x.shape
+    assert torch.equal(y, F.drop_block2d(x, 0.5, 3, seed=1))
+    assert F.drop_block2d(x, 0.5, 3, training=False) is x
+    assert F.drop_block2d(x, 0.0, 3) is x
+    assert torch.equal(F.drop_block2d(x, 1.0, 1, seed=2), torch.zeros_like(x))
+    with mc.stochastic():
+        assert not torch.equal(F.drop_block2d(x, 0.5, 3, training=False), x)
+
+
+def test_inplace_and_dtypes():
+    x = torch.randn(2, 3, 8, 8)
+    expected = F.drop_block2d(x, 0.3, 3, seed=4)
+    out = F.drop_block2d(x, 0.3, 3, inplace=True, seed=4)
+    assert out is x and torch.equal(x, expected)
+    half = torch.randn(2, 3, 8, 8, dtype=torch.bfloat16)
+    ref = F.drop_block2d(half.float(), 0.3, 3, seed=4).to(torch.bfloat16)
+    assert torch.equal(F.drop_block2d(half, 0.3, 3, seed=4), ref)
+
+
+def test_reproducible_by_seed_generator_and_manual_seed():
+    x = torch.randn(4, 3, 8, 8)
+    assert torch.equal(F.drop_block2d(x, 0.3, 3, seed=9), F.drop_block2d(x, 0.3, 3, seed=9))
+    torch.manual_seed(1)
+    a = F.drop_block2d(x, 0.3, 3)
+    torch.manual_seed(1)
+    assert torch.equal(a, F.drop_block2d(x, 0.3, 3))
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(
+        F.drop_block2d(x, 0.3, 3, generator=g1), F.drop_block2d(x, 0.3, 3, generator=g2)
+    )
+    assert not torch.equal(F.drop_block2d(x, 0.3, 3, seed=1), F.drop_block2d(x, 0.3, 3, seed=2))
+
+
+def test_replicated_batch_equals_offset_calls():
+    x = torch.randn(3, 2, 7, 7)
+    per_call = 3 * 2 * 7 * 7
+    both = F.drop_block2d(torch.cat([x, x]), 0.3, 3, seed=5)
+    first = F.drop_block2d(x, 0.3, 3, seed=5)
+    second = F.drop_block2d(x, 0.3, 3, seed=5, offset=per_call)
+    assert torch.equal(both, torch.cat([first, second]))
+
+
+def test_gradient_regenerates_the_mask():
+    x = torch.randn(2, 2, 6, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: F.drop_block2d(t, 0.3, 2, seed=3), (x,))
+    assert torch.autograd.gradcheck(lambda t: F.drop_block3d(t[..., None], 0.3, 1, seed=3), (x,))
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = F.drop_block2d(x, 0.3, 3, seed=3)
+    assert sum(t.numel() for t in saved) <= 1
+    y.sum().backward()
+    assert torch.allclose(x.grad, F.drop_block2d(torch.ones_like(x), 0.3, 3, seed=3))
+
+
+def test_compiles_fullgraph_and_matches_eager():
+    x = torch.randn(2, 3, 8, 8)
+
+    def f(t):
+        return F.drop_block2d(t, 0.3, 3) * 2
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    torch.manual_seed(0)
+    eager = f(x)
+    torch.manual_seed(0)
+    assert torch.equal(compiled(x), eager)
+
+
+def test_matches_torchvision_formula_for_odd_blocks():
+    """torchvision's pipeline (seeds on the valid map, pad bs//2, centred max-pool, batch
+    normalisation) applied to dropkit's seeds gives dropkit's output exactly."""
+    x = torch.randn(3, 2, 9, 8, dtype=torch.float64)
+    bs, p, seed = 3, 0.4, 12
+    gamma = F.drop_block_gamma(p, bs, (9, 8))
+    words = rng.stream_words(x.numel(), seed).reshape(x.shape)
+    a = bs // 2
+    noise = (words < round(gamma * 2**32)).double()[:, :, a : a + 9 - bs + 1, a : a + 8 - bs + 1]
+    noise = tnf.pad(noise, [a] * 4)
+    noise = 1 - tnf.max_pool2d(noise, bs, stride=1, padding=a)
+    expected = x * noise * (noise.numel() / (1e-6 + noise.sum()))
+    assert torch.allclose(F.drop_block2d(x, p, bs, normalize="batch", seed=seed), expected)
+
+
+def test_drop_rate_agrees_with_torchvision():
+    tv = pytest.importorskip("torchvision")
+    x = torch.ones(256, 4, 12, 12)
+    ours = float((F.drop_block2d(x, 0.15, 3, normalize="batch", seed=1) == 0).float().mean())
+    theirs = float((tv.ops.drop_block2d(x, 0.15, 3) == 0).float().mean())
+    # per-pixel drop indicators are correlated within blocks: bound by 9x the binomial variance
+    assert abs(ours - theirs) < 5 * math.sqrt(2 * 9 * 0.15 * 0.85 / x.numel())
+
+
+def test_errors_name_the_argument():
+    x = torch.randn(2, 2, 6, 6)
+    with pytest.raises(ValueError, match="block_size must be an integer >= 1"):
+        F.drop_block2d(x, 0.1, 0)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        F.drop_block2d(x, 1.5, 3)
+    with pytest.raises(ValueError, match="expected a 4D input"):
+        F.drop_block2d(torch.randn(3, 4, 4), 0.1, 2)
+    with pytest.raises(ValueError, match="expected a 5D input"):
+        F.drop_block3d(x, 0.1, 2)
+    with pytest.raises(ValueError, match="normalize must be one of"):
+        F.drop_block2d(x, 0.1, 2, normalize="none")
+    with pytest.raises(ValueError, match="eps must be > 0"):
+        F.drop_block2d(x, 0.1, 2, eps=0.0)
+    with pytest.raises(TypeError, match="floating dtype"):
+        F.drop_block2d(torch.zeros(2, 2, 4, 4, dtype=torch.long), 0.1, 2)
+    assert F.drop_block_gamma(1.0, 3, (5, 5)) <= 1.0
