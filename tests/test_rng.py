@@ -174,3 +174,9 @@ def test_derive_seed_is_deterministic_and_distinct():
     assert all(-(2**63) <= s < 2**63 for s in seeds)
     with pytest.raises(ValueError, match="index"):
         rng.derive_seed(1, -1)
+
+
+def test_stream_words_at_matches_stream():
+    idx = torch.tensor([[0, 5, 1023], [7, 7, 3]])
+    words = rng.stream_words(1024, seed=4, offset=9)
+    assert torch.equal(rng.stream_words_at(idx, 4, 9), words[idx])

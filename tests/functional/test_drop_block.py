@@ -103,13 +103,26 @@ def test_normalisation_preserves_the_mean_per_sample_or_per_batch():
     assert not torch.allclose(batch.reshape(32, -1).mean(1), torch.ones(32), atol=1e-3)
 
 
-def test_expectation_is_preserved_over_draws():
-    x = torch.randn(1, 2, 8, 8, dtype=torch.float64)
-    # per-sample normalisation keeps samples independent: 4000 copies are 4000 draws
-    mean = F.drop_block2d(x.expand(4000, 2, 8, 8), 0.3, 3, seed=1).mean(0, keepdim=True)
-    # each output element is x * (M s) with E[M s] ~ 1; loose 5-sigma style bound per element
-    assert torch.allclose(mean, x, atol=0.25 * float(x.abs().max()))
-    assert abs(float((mean / x).mean()) - 1.0) < 0.02
+def test_expectation_per_position_follows_the_formula():
+    """The normaliser makes every sample's mean exactly that of x (for x = 1); per position the
+    keep rate is (1 - gamma)^k_i with k_i the seeds whose block covers i (fewer at the border)."""
+    h = w = 8
+    bs, p, n = 3, 0.3, 4000
+    gamma = F.drop_block_gamma(p, bs, (h, w))
+    a = bs // 2
+
+    def covering(i, size):
+        return sum(1 for s in range(a, size - bs + a + 1) if s - a <= i < s - a + bs)
+
+    cover = torch.tensor([[covering(i, h) * covering(j, w) for j in range(w)] for i in range(h)])
+    keep_rate = (1 - gamma) ** cover.double()
+    # per-sample normalisation keeps samples independent: n copies are n draws
+    y = F.drop_block2d(torch.ones(n, 1, h, w, dtype=torch.float64), p, bs, seed=1)
+    assert torch.allclose(y.mean((1, 2, 3)), torch.ones(n, dtype=y.dtype), atol=1e-5)
+    observed = (y[:, 0] != 0).double().mean(0)
+    sigma = torch.sqrt(keep_rate * (1 - keep_rate) / n)
+    assert ((observed - keep_rate).abs() < 5 * sigma).all()
+    assert observed[0, 0] > observed[4, 4] + 0.1  # corners are dropped less than the centre
 
 
 def test_shared_channel_mask():

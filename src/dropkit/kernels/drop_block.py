@@ -22,7 +22,6 @@ on the seed, so its backward applies the same op to the gradient (only the seed 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from dropkit import kernels
 from dropkit.kernels import reference
@@ -53,12 +52,8 @@ def block_keep_multiplier(
     ones = torch.ones(seed_shape, dtype=dtype, device=device)
     not_seed = kernels.apply_keep_mask(ones, seed, offset, threshold, 1.0, out=ones)
     region = (slice(None), slice(None)) + tuple(slice(a, a + s - bs + 1) for s in spatial)
-    seeds = 1.0 - not_seed[region]
-    # Seed-region coordinate v = i - a anchors the block [v, v + bs): padding bs - 1 on both
-    # sides and a stride-1 max-pool of width bs gives the block mask on the full map.
-    pool = F.max_pool2d if spatial_dims == 2 else F.max_pool3d
-    blocks = pool(F.pad(seeds, [bs - 1] * (2 * spatial_dims)), kernel_size=bs, stride=1)
-    keep = blocks.neg_().add_(1.0)
+    blocks = _grow_blocks(not_seed[region] == 0, bs)
+    keep = (~blocks).to(dtype)
     repeat = 1 if per_channel else c  # shared masks count once per channel of x
     if per_sample:
         kept = keep.reshape(n, -1).sum(1) * repeat
@@ -67,6 +62,24 @@ def block_keep_multiplier(
     else:
         scale = keep.numel() * repeat / (eps + keep.sum() * repeat)
     return keep.mul_(scale)
+
+
+def _grow_blocks(seeds: torch.Tensor, bs: int) -> torch.Tensor:
+    """Boolean block mask on the full map from seeds on the seed region (``(N, C', *(S-bs+1))``).
+
+    Seed-region coordinate ``v = i - a`` anchors the block ``[v, v + bs)`` in each spatial
+    dimension: a separable dilation by shifted ORs, about twice as fast on the CPU as a stride-1
+    max-pool of the padded seed map (which computes the same mask).
+    """
+    out = seeds
+    for dim in range(2, seeds.dim()):
+        size = list(out.shape)
+        size[dim] += bs - 1
+        grown = torch.zeros(size, dtype=torch.bool, device=seeds.device)
+        for shift in range(bs):
+            grown.narrow(dim, shift, out.shape[dim]).logical_or_(out)
+        out = grown
+    return out
 
 
 @torch.library.custom_op("dropkit::drop_block_apply", mutates_args=())

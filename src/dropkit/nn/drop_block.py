@@ -139,6 +139,10 @@ class DropBlockSchedule(nn.Module):
         """Detach the schedule from its layer (the layer keeps its current value)."""
         self._handle.remove()
 
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """The identity, so a schedule can sit inside an ``nn.Sequential`` it belongs to."""
+        return input
+
     def _load_from_state_dict(self, *args, **kwargs) -> None:
         super()._load_from_state_dict(*args, **kwargs)
         self._update()

@@ -22,7 +22,12 @@ class FractalDropPath(StochasticModule):
     50%) the batch is *global* — one column, uniform over ``num_columns``, is kept at every join —
     otherwise *local* — every join drops its branches independently with probability ``p`` (the
     paper: 0.15). Set ``eval_column`` to evaluate a single column (e.g. the deepest) at test time.
-    The two draws use stream words 0 and 1 of the call's seed.
+    The two draws use stream words 0 and 1 of the call's seed: the batch is global iff word 0 is
+    below ``round(global_fraction * 2**32)``, and its column is ``floor(u * num_columns)`` with
+    ``u`` the uniform float of word 1. :meth:`attach` calls :meth:`sample` automatically before
+    each forward of the network. Register the policy in the network (e.g. as an attribute) to keep
+    its settings with the model; it holds no tensors. A global batch keeps one column for every
+    sample, so Monte-Carlo replicas of a batch share it (unlike local drops, which are per sample).
     """
 
     def __init__(
@@ -56,6 +61,16 @@ class FractalDropPath(StochasticModule):
         self.mode = "global" if is_global else "local"
         self.column = int((int(words[1]) >> 8) * 2.0**-24 * self.num_columns) if is_global else None
 
+    def attach(self, model: nn.Module) -> torch.utils.hooks.RemovableHandle:
+        """Draw a fresh batch policy before every forward of ``model`` that samples (training, or
+        inside :func:`dropkit.mc.stochastic`); returns the hook handle."""
+
+        def hook(module: nn.Module, args) -> None:
+            if _state.is_stochastic(module.training):
+                self.sample()
+
+        return model.register_forward_pre_hook(hook)
+
     def extra_repr(self) -> str:
         return (
             f"num_columns={self.num_columns}, p={self.p}, global_fraction={self.global_fraction}, "
@@ -67,8 +82,16 @@ class JoinDrop(nn.Module):
     """A FractalNet join: the mean of its branches with local/global drop-path.
 
     ``columns`` names the column each branch comes from (FractalNet joins merge the columns that
-    reach that depth). In a global batch the branch of the policy's column is returned; a join
-    that column does not pass through returns the mean (its output is not on the kept path).
+    reach that depth). Training (or Monte-Carlo inference) follows the shared ``policy``:
+
+    - local batch: :func:`dropkit.functional.drop_branches` with the policy's ``p``, per sample,
+      at least one branch kept, mean of the survivors;
+    - global batch: the branch of the policy's column is returned; a join that column does not
+      pass through returns the plain mean (in FractalNet such a join only feeds deeper columns,
+      which are off the kept path, so its value does not reach the output).
+
+    Evaluation: the mean of all branches, or, with ``policy.eval_column`` set, the branch of that
+    column (the paper's single-column "deepest column" network; joins without it return the mean).
     """
 
     def __init__(self, policy: FractalDropPath, columns: Sequence[int]) -> None:
