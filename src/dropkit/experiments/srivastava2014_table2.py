@@ -1,0 +1,123 @@
+"""``srivastava2014-table2``: the plain-MLP rows of Srivastava et al. 2014, table 2 (MNIST).
+
+Logistic vs ReLU units, with and without max-norm, 1024 and 2048 units (the paper profile adds the
+2x4096 and 2x8192 rows). Dropout nets drop 20% of the inputs and 50% of the hidden units. Recipe of
+appendix B.1 where it differs from Hinton et al. 2012: final momentum 0.95 and max-norm c = 2;
+learning rate 1.0 (the published 10 collapses here, see :mod:`dropkit.experiments.hinton2012_mnist`)
+decaying 0.998 per epoch, momentum ramp 0.5 -> 0.95. Rows without max-norm use the same rate.
+The standard-net row is a plain logistic 2x800 net without dropout.
+"""
+
+from __future__ import annotations
+
+from dropkit.engine.model import MLPConfig
+from dropkit.experiments.base import Experiment, RunSpec
+from dropkit.experiments.common import check, error_table, group_means, hinton_recipe, seed_list
+from dropkit.experiments.paper_values import SRIVASTAVA_2014, SRIVASTAVA_2014_TABLE2
+
+# row -> (activation, layers, width, dropout, max-norm)
+ROWS = {
+    "Standard NN, logistic, 2x800": ("logistic", 2, 800, False, False),
+    "Dropout NN, logistic, 3x1024": ("logistic", 3, 1024, True, False),
+    "Dropout NN, ReLU, 3x1024": ("relu", 3, 1024, True, False),
+    "Dropout NN + max-norm, ReLU, 3x1024": ("relu", 3, 1024, True, True),
+    "Dropout NN + max-norm, ReLU, 3x2048": ("relu", 3, 2048, True, True),
+    "Dropout NN + max-norm, ReLU, 2x4096": ("relu", 2, 4096, True, True),
+    "Dropout NN + max-norm, ReLU, 2x8192": ("relu", 2, 8192, True, True),
+}
+PAPER_ONLY = ("Dropout NN + max-norm, ReLU, 2x4096", "Dropout NN + max-norm, ReLU, 2x8192")
+PROFILES = {
+    "smoke": {"train_size": 500, "test_size": 500, "width_divisor": 32, "epochs": 2, "ramp": 2},
+    "quick": {"train_size": 5000, "test_size": None, "width_divisor": 4, "epochs": 20, "ramp": 5},
+    "paper": {
+        "train_size": None,
+        "test_size": None,
+        "width_divisor": 1,
+        "epochs": 3000,
+        "ramp": 500,
+    },
+}
+MAX_NORM = 2.0
+
+
+def _slug(row: str) -> str:
+    act, layers, width, drop, norm = ROWS[row]
+    return f"{act}-{layers}x{width}{'-drop' if drop else ''}{'-maxnorm' if norm else ''}"
+
+
+class Srivastava2014Table2(Experiment):
+    name = "srivastava2014-table2"
+    title = "Plain-MLP rows of Srivastava et al. 2014, table 2 (MNIST)"
+    paper = f"{SRIVASTAVA_2014}, table 2"
+    default_seeds = {"smoke": 1, "quick": 2, "paper": 3}
+
+    def runs(self, profile: str, seeds: int) -> list[RunSpec]:
+        cfg = PROFILES[profile]
+        specs = []
+        for row, (act, layers, width, drop, norm) in ROWS.items():
+            if row in PAPER_ONLY and profile != "paper":
+                continue
+            widths = (max(8, width // cfg["width_divisor"]),) * layers
+            kw = {"method": "dropout", "input_p": 0.2, "hidden_p": 0.5} if drop else {}
+            model = MLPConfig(784, widths, 10, activation=act, **kw)
+            for seed in seed_list(seeds):
+                train = hinton_recipe(
+                    cfg["epochs"],
+                    seed,
+                    lr=1.0,
+                    momentum_end=0.95,
+                    momentum_epochs=cfg["ramp"],
+                    max_norm=MAX_NORM if norm else None,
+                )
+                specs.append(
+                    RunSpec(
+                        f"{_slug(row)}-s{seed}",
+                        row,
+                        seed,
+                        "mnist",
+                        model,
+                        train,
+                        cfg["train_size"],
+                        cfg["test_size"],
+                        {"widths": widths},
+                    )
+                )
+        return specs
+
+    def summarize(self, profile: str, results: list[dict]) -> dict:
+        groups = self.by_group(results)
+        groups = {row: groups[row] for row in ROWS if row in groups}
+        table = error_table("Test error (%)", groups, SRIVASTAVA_2014_TABLE2)
+        if profile != "paper":
+            for row in table["rows"]:
+                row[0] += (
+                    f" (run as {'x'.join(map(str, groups[row[0]][0]['spec']['params']['widths']))})"
+                )
+        means = group_means(groups)
+        pairs = [
+            (
+                "Dropout NN, logistic, 3x1024",
+                "Standard NN, logistic, 2x800",
+                "dropout logistic net beats the standard logistic net",
+            ),
+            ("Dropout NN, ReLU, 3x1024", "Dropout NN, logistic, 3x1024", "ReLU beats logistic"),
+            ("Dropout NN + max-norm, ReLU, 3x1024", "Dropout NN, ReLU, 3x1024", "max-norm helps"),
+        ]
+        checks = [
+            check(claim, means[a] < means[b], f"{100 * means[a]:.2f}% vs {100 * means[b]:.2f}%")
+            for a, b, claim in pairs
+            if a in means and b in means
+        ]
+        notes = []
+        if profile != "paper":
+            cfg = PROFILES[profile]
+            notes.append(
+                f"this profile: {cfg['train_size']} training images, widths divided by "
+                f"{cfg['width_divisor']}, {cfg['epochs']} epochs: not comparable with table 2."
+            )
+        return {
+            "tables": [table],
+            "checks": checks,
+            "notes": notes,
+            "comparable": profile == "paper",
+        }

@@ -1,0 +1,111 @@
+from pathlib import Path
+
+import pytest
+
+from dropkit.data import load_digits
+from dropkit.engine.jsonio import read_json
+from dropkit.engine.trainer import train
+from dropkit.experiments import PROFILES, get_experiment, list_experiments, run_experiment
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
+NAMES = [
+    "demo",
+    "hinton2012-mnist",
+    "mc-vs-scaling",
+    "p-sweep",
+    "dropconnect",
+    "bn-variance-shift",
+    "srivastava2014-table2",
+    "features",
+]
+
+
+def test_registry_lists_every_experiment_in_order():
+    assert [e.name for e in list_experiments()] == NAMES
+    with pytest.raises(KeyError, match="unknown experiment 'nope'"):
+        get_experiment("nope")
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("profile", PROFILES)
+def test_run_specs_are_unique_and_valid(name, profile):
+    experiment = get_experiment(name)
+    specs = experiment.runs(profile, 2)
+    ids = [s.run_id for s in specs]
+    assert specs and len(ids) == len(set(ids))
+    assert all(s.run_id.replace("-", "").replace("_", "").isalnum() for s in specs)
+    assert {s.seed for s in specs} == {0, 1}
+    assert all(s.dataset == experiment.dataset for s in specs)
+
+
+def test_demo_smoke_writes_runs_and_summary_and_skips_finished(tmp_path, capsys):
+    summary = run_experiment("demo", "smoke", out=tmp_path, quiet=True, progress="none")
+    root = tmp_path / "demo" / "smoke"
+    runs = sorted((root / "runs").glob("*.json"))
+    assert len(runs) == summary["runs"] >= 2
+    assert read_json(root / "summary.json")["tables"][0]["rows"]
+    record = read_json(runs[0])
+    assert record["spec"]["run_id"] == runs[0].stem
+    assert len(record["history"]) == 3 and 0 <= record["test_error"] <= 1
+    assert not list((root / "checkpoints").glob("*"))
+    out = capsys.readouterr().out
+    assert "fraction kept" in out and "bytes saved for backward" in out  # the preamble
+    mtimes = [p.stat().st_mtime_ns for p in runs]
+    run_experiment("demo", "smoke", out=tmp_path, quiet=True, progress="none", echo=None)
+    assert [p.stat().st_mtime_ns for p in runs] == mtimes  # finished runs were skipped
+
+
+def test_killed_run_resumes_from_its_checkpoint(tmp_path):
+    experiment = get_experiment("demo")
+    spec = experiment.runs("smoke", 1)[1]
+    data = load_digits().subset(spec.train_size, spec.test_size)
+    clean = run_experiment("demo", "smoke", out=tmp_path / "clean", quiet=True, echo=None)
+    assert clean["runs"] >= 2
+    # A run "killed" after one epoch leaves its checkpoint; the runner picks it up.
+    ckpt = tmp_path / "killed" / "demo" / "smoke" / "checkpoints" / f"{spec.run_id}.pt"
+    train(spec.model, spec.train, data, checkpoint=ckpt, progress="none", stop_after=1)
+    run_experiment("demo", "smoke", out=tmp_path / "killed", quiet=True, echo=None)
+    a = read_json(tmp_path / "clean" / "demo" / "smoke" / "runs" / f"{spec.run_id}.json")
+    b = read_json(tmp_path / "killed" / "demo" / "smoke" / "runs" / f"{spec.run_id}.json")
+    assert b["resumed_from_epoch"] == 1 and a["resumed_from_epoch"] == 0
+    assert a["weights_sha256"] == b["weights_sha256"]
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="profile"):
+        run_experiment("demo", "huge", out=tmp_path)
+    with pytest.raises(ValueError, match="workers"):
+        run_experiment("demo", "smoke", out=tmp_path, workers=0)
+    with pytest.raises(ValueError, match="seeds"):
+        run_experiment("demo", "smoke", out=tmp_path, seeds=0)
+
+
+@pytest.mark.slow
+def test_parallel_workers_give_the_same_runs(tmp_path):
+    serial = run_experiment("demo", "smoke", seeds=2, out=tmp_path / "a", quiet=True, echo=None)
+    parallel = run_experiment(
+        "demo", "smoke", seeds=2, out=tmp_path / "b", workers=2, quiet=True, echo=None
+    )
+    assert parallel["runs"] == serial["runs"]
+    names_a = sorted(p.name for p in (tmp_path / "a" / "demo" / "smoke" / "runs").iterdir())
+    names_b = sorted(p.name for p in (tmp_path / "b" / "demo" / "smoke" / "runs").iterdir())
+    assert names_a == names_b
+    for name in names_a:
+        a = read_json(tmp_path / "a" / "demo" / "smoke" / "runs" / name)
+        b = read_json(tmp_path / "b" / "demo" / "smoke" / "runs" / name)
+        # Other thread counts may change float summation order, never the masks or the data.
+        assert abs(a["test_error"] - b["test_error"]) <= 0.02
+
+
+@pytest.mark.parametrize("name", NAMES[1:])
+def test_mnist_smoke_profiles(name, tmp_path):
+    if not (SHARED / "mnist").is_dir():
+        pytest.skip(f"MNIST files not available: {SHARED / 'mnist'} is missing")
+    summary = run_experiment(
+        name, "smoke", data_dir=SHARED, out=tmp_path, quiet=True, progress="none", echo=None
+    )
+    assert summary["runs"] >= 1 and summary["tables"]
+    for table in summary["tables"]:
+        assert all(len(row) == len(table["columns"]) for row in table["rows"])
+    for c in summary.get("checks", []):
+        assert c["holds"] in (True, False, None) and c["claim"]
