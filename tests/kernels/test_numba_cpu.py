@@ -119,3 +119,26 @@ def test_broadcast_op_matches_reference(dtype):
             x, ops.seed_tensor(8), 2, rng.keep_threshold(0.3), 1 / 0.7, mask_shape
         )
         assert torch.equal(bits(got), bits(want))
+
+
+def test_rejects_what_raw_addresses_cannot_index():
+    x = torch.randn(8, 6)
+    with pytest.raises(ValueError, match="contiguous CPU"):
+        numba_cpu.apply_keep_mask(x.t(), 1, 0, 5, 1.0)
+    with pytest.raises(ValueError, match="contiguous CPU"):
+        numba_cpu.apply_keep_mask(x, 1, 0, 5, 1.0, out=torch.empty(6, 8).t())
+    with pytest.raises(ValueError, match="out must match"):
+        numba_cpu.apply_keep_mask(x, 1, 0, 5, 1.0, out=torch.empty(47))
+    with pytest.raises(ValueError, match="out must match"):
+        numba_cpu.apply_keep_mask(x, 1, 0, 5, 1.0, out=torch.empty(8, 6, dtype=torch.float64))
+
+
+def test_views_with_a_storage_offset():
+    # The kernels index from data_ptr(), which must include the view's storage offset.
+    base = torch.randn(1000)
+    x = base[37:937]
+    out = torch.empty(1000)
+    threshold = rng.keep_threshold(0.5)
+    want = reference.apply_keep_mask(x, 4, 9, threshold, 2.0)
+    numba_cpu.apply_keep_mask(x, 4, 9, threshold, 2.0, out=out[50:950])
+    assert torch.equal(out[50:950], want)
