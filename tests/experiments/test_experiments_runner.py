@@ -55,6 +55,20 @@ def test_demo_smoke_writes_runs_and_summary_and_skips_finished(tmp_path, capsys)
     assert [p.stat().st_mtime_ns for p in runs] == mtimes  # finished runs were skipped
 
 
+def test_result_of_another_configuration_is_moved_aside_and_rerun(tmp_path, monkeypatch):
+    from dropkit.experiments import demo
+
+    run_experiment("demo", "smoke", out=tmp_path, quiet=True, progress="none", echo=None)
+    root = tmp_path / "demo" / "smoke"
+    old = {p.name: read_json(p) for p in (root / "runs").glob("*.json")}
+    monkeypatch.setitem(demo.PROFILES, "smoke", {**demo.PROFILES["smoke"], "epochs": 2})
+    run_experiment("demo", "smoke", out=tmp_path, quiet=True, progress="none", echo=None)
+    for name, record in old.items():
+        new = read_json(root / "runs" / name)
+        assert len(new["history"]) == 2 and len(record["history"]) == 3
+        assert read_json(root / "superseded" / name.replace(".json", ".1.json")) == record
+
+
 def test_killed_run_resumes_from_its_checkpoint(tmp_path):
     experiment = get_experiment("demo")
     spec = experiment.runs("smoke", 1)[1]

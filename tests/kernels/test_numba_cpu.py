@@ -1,5 +1,7 @@
 """The numba backend matches the reference bit for bit: every dtype, size, offset, thread count."""
 
+import contextlib
+
 import numba
 import pytest
 import torch
@@ -14,6 +16,17 @@ DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 
 def bits(t: torch.Tensor) -> torch.Tensor:
     return t.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()])
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """The kernel follows torch's thread count; restore it afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -32,13 +45,23 @@ def test_same_result_for_any_thread_count(threads, dtype):
     x = torch.randn((1 << 18) + 3, dtype=dtype)
     threshold = rng.keep_threshold(0.5)
     want = reference.apply_keep_mask(x, -7, 0, threshold, 2.0)
-    previous = numba.get_num_threads()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
+    with torch_threads(threads):
         got = numba_cpu.apply_keep_mask(x, -7, 0, threshold, 2.0)
-    finally:
-        numba.set_num_threads(previous)
     assert torch.equal(bits(got), bits(want))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_numba_team_follows_torch_thread_count(threads):
+    # A larger numba team than torch's oversubscribes the cores a user has restricted torch to.
+    x = torch.randn(1 << 17)
+    with torch_threads(threads):
+        parallel = numba_cpu.use_parallel(x.numel())
+        numba_cpu.apply_keep_mask(x, 1, 0, rng.keep_threshold(0.5), 2.0)
+        team = numba.get_num_threads()
+    expected = min(threads, numba.config.NUMBA_NUM_THREADS)
+    assert team == expected
+    assert parallel == (expected >= 2)
+    assert not numba_cpu.use_parallel(100)
 
 
 @pytest.mark.parametrize("numel", range(10))
@@ -62,12 +85,8 @@ def test_in_place_matches_reference(dtype, numel, offset, threads):
     threshold = rng.keep_threshold(0.3)
     want = reference.apply_keep_mask(x, 2**64 - 5, offset, threshold, 1 / 0.7)
     y = x.clone()
-    previous = numba.get_num_threads()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
+    with torch_threads(threads):
         returned = numba_cpu.apply_keep_mask(y, 2**64 - 5, offset, threshold, 1 / 0.7, out=y)
-    finally:
-        numba.set_num_threads(previous)
     assert returned is y
     assert torch.equal(bits(y), bits(want))
 

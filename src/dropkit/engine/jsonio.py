@@ -8,17 +8,18 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["read_json", "write_json_atomic"]
+__all__ = ["jsonable", "read_json", "write_json_atomic"]
 
 
-def _clean(obj):
-    """Non-finite floats become None so the output is strict JSON."""
+def jsonable(obj):
+    """What ``obj`` reads back as once written: non-finite floats become None (strict JSON),
+    tuples lists and keys strings."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [jsonable(v) for v in obj]
     return obj
 
 
@@ -28,7 +29,7 @@ def write_json_atomic(path: str | os.PathLike, obj) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(_clean(obj), f, indent=1, sort_keys=False)
+            json.dump(jsonable(obj), f, indent=1, sort_keys=False)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
+from dropkit.engine.model import MLPConfig
 from dropkit.engine.optim import Schedule
 from dropkit.engine.trainer import TrainConfig
-from dropkit.experiments.base import fmt_mean_std, mean_std
+from dropkit.experiments.base import RunSpec, fmt_mean_std, mean_std
 
 __all__ = [
     "HINTON_MAX_NORM",
@@ -14,6 +15,7 @@ __all__ = [
     "error_table",
     "hinton_recipe",
     "missing_methods_note",
+    "mnist_run",
     "seed_list",
 ]
 
@@ -46,6 +48,37 @@ def hinton_recipe(
         max_norm=max_norm,
         seed=seed,
         eval_every=eval_every,
+    )
+
+
+def mnist_run(
+    profile: dict,
+    run_id: str,
+    group: str,
+    seed: int,
+    model: MLPConfig,
+    params: dict | None = None,
+    **recipe,
+) -> RunSpec:
+    """A run on MNIST with a profile's training and test-set sizes, epochs, momentum ramp and
+    evaluation interval; ``recipe`` overrides the rest of :func:`hinton_recipe`."""
+    train = hinton_recipe(
+        profile["epochs"],
+        seed,
+        momentum_epochs=profile["ramp"],
+        eval_every=profile.get("eval_every", 1),
+        **recipe,
+    )
+    return RunSpec(
+        run_id,
+        group,
+        seed,
+        "mnist",
+        model,
+        train,
+        profile["train_size"],
+        profile["test_size"],
+        params or {},
     )
 
 

@@ -13,7 +13,7 @@ import torch
 
 from dropkit.engine.model import MLPConfig
 from dropkit.experiments.base import Experiment, RunSpec, fmt_mean_std, mean_std
-from dropkit.experiments.common import check, hinton_recipe, seed_list
+from dropkit.experiments.common import check, mnist_run, seed_list
 from dropkit.experiments.paper_values import CLAIMS, SRIVASTAVA_2014
 
 GROUPS = {"no dropout": {"method": "none"}, "dropout 50%": {"method": "dropout", "hidden_p": 0.5}}
@@ -39,18 +39,7 @@ class Features(Experiment):
         for group, kw in GROUPS.items():
             model = MLPConfig(784, (cfg["width"],), 10, **kw)
             for seed in seed_list(seeds):
-                specs.append(
-                    RunSpec(
-                        f"{SLUG[group]}-s{seed}",
-                        group,
-                        seed,
-                        "mnist",
-                        model,
-                        hinton_recipe(cfg["epochs"], seed, lr=1.0, momentum_epochs=cfg["ramp"]),
-                        cfg["train_size"],
-                        cfg["test_size"],
-                    )
-                )
+                specs.append(mnist_run(cfg, f"{SLUG[group]}-s{seed}", group, seed, model, lr=1.0))
         return specs
 
     @torch.no_grad()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dropkit.engine.model import MLPConfig
 from dropkit.engine.trainer import mc_errors
 from dropkit.experiments.base import Experiment, RunSpec, mean_std
-from dropkit.experiments.common import check, hinton_recipe, seed_list
+from dropkit.experiments.common import check, mnist_run, seed_list
 from dropkit.experiments.paper_values import CLAIMS, SRIVASTAVA_2014
 
 PROFILES = {
@@ -53,16 +53,8 @@ class McVsScaling(Experiment):
         cfg = PROFILES[profile]
         model = MLPConfig(784, cfg["widths"], 10, method="dropout", input_p=0.2, hidden_p=0.5)
         return [
-            RunSpec(
-                f"dropout-s{seed}",
-                "dropout 20%/50%",
-                seed,
-                "mnist",
-                model,
-                hinton_recipe(cfg["epochs"], seed, lr=1.0, momentum_epochs=cfg["ramp"]),
-                cfg["train_size"],
-                cfg["test_size"],
-                {"ks": cfg["ks"]},
+            mnist_run(
+                cfg, f"dropout-s{seed}", "dropout 20%/50%", seed, model, {"ks": cfg["ks"]}, lr=1.0
             )
             for seed in seed_list(seeds)
         ]

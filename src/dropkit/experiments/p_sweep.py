@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dropkit.engine.model import MLPConfig
 from dropkit.experiments.base import Experiment, RunSpec, mean_std
-from dropkit.experiments.common import check, hinton_recipe, seed_list
+from dropkit.experiments.common import check, mnist_run, seed_list
 from dropkit.experiments.paper_values import CLAIMS, SRIVASTAVA_2014
 
 PROFILES = {
@@ -29,15 +29,19 @@ PROFILES = {
         "ps": [0.0, 0.5],
         "input_ps": [0.0, 0.5],
     },
+    # Measured on 5,000 images for 40 epochs, no hidden dropout rate beat p=0 (4.90% vs 4.92% at
+    # p=0.2): the schedule was too short for dropout to pay off. On 2,000 images the net without
+    # dropout overfits within the profile's time (see hinton2012_mnist).
     "quick": {
-        "train_size": 5000,
+        "train_size": 2000,
         "test_size": None,
         "n": 256,
         "kept": 128,
-        "epochs": 40,
+        "epochs": 100,
         "ramp": 10,
-        "ps": [0.0, 0.2, 0.4, 0.5, 0.6, 0.8],
-        "input_ps": [0.0, 0.1, 0.2, 0.4, 0.6],
+        "eval_every": 10,
+        "ps": [0.0, 0.2, 0.4, 0.6, 0.8],
+        "input_ps": [0.0, 0.2, 0.4, 0.6],
     },
     "paper": {
         "train_size": None,
@@ -50,6 +54,8 @@ PROFILES = {
         "input_ps": [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
     },
 }
+# A 10-class net above this test error (%) has not learnt, rather than learnt worse.
+FAILED_TO_TRAIN = 30.0
 SWEEPS = ("hidden, n fixed", "hidden, (1-p)n fixed", "input, n fixed")
 SLUGS = {"hidden, n fixed": "hn", "hidden, (1-p)n fixed": "hk", "input, n fixed": "in"}
 
@@ -75,22 +81,20 @@ class PSweep(Experiment):
                 model = MLPConfig(784, (width, width), 10, method="dropout", **kw)
                 for seed in seed_list(seeds):
                     specs.append(
-                        RunSpec(
+                        mnist_run(
+                            cfg,
                             f"{SLUGS[sweep]}-p{round(100 * p):02d}-s{seed}",
                             f"{sweep}, p={p}",
                             seed,
-                            "mnist",
                             model,
-                            hinton_recipe(cfg["epochs"], seed, lr=1.0, momentum_epochs=cfg["ramp"]),
-                            cfg["train_size"],
-                            cfg["test_size"],
                             {"sweep": sweep, "p": p, "width": width},
+                            lr=1.0,
                         )
                     )
         return specs
 
     def summarize(self, profile: str, results: list[dict]) -> dict:
-        tables, series, checks = [], [], []
+        tables, series, checks, failed = [], [], [], []
         for sweep in SWEEPS:
             runs = [r for r in results if r["spec"]["params"]["sweep"] == sweep]
             ps = sorted({r["spec"]["params"]["p"] for r in runs})
@@ -104,6 +108,8 @@ class PSweep(Experiment):
                 means.append(m)
                 stds.append(s)
                 rows.append([p, width, f"{m:.2f} ± {s:.2f}", len(values)])
+                if m > FAILED_TO_TRAIN:
+                    failed.append(f"{sweep}, p={p} ({m:.1f}%)")
             tables.append(
                 {
                     "title": f"Test error (%) against p: {sweep}",
@@ -130,6 +136,12 @@ class PSweep(Experiment):
             "series": series,
         }
         notes = [CLAIMS["p-sweep"]]
+        if failed:
+            notes.append(
+                f"did not train (test error above {FAILED_TO_TRAIN:.0f}%) with this profile's "
+                f"learning rate: {'; '.join(failed)}. Such a point marks a failure of the recipe "
+                "at that much noise, not the paper's gradual rise of the error at large p."
+            )
         if profile != "paper":
             cfg = PROFILES[profile]
             notes.append(

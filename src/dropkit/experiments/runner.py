@@ -3,7 +3,9 @@
 Layout of the output folder ``<out>/<experiment>/<profile>/``:
 
 - ``runs/<run_id>.json``: one finished run (its spec, history, metrics, timing), written
-  atomically; its presence means "done", so re-running skips it.
+  atomically; re-running skips it when its spec is the one the experiment asks for now.
+- ``superseded/<run_id>.<n>.json``: a result made with another configuration (an edited profile,
+  another dropkit version), moved aside, never deleted, before the run is trained again.
 - ``checkpoints/<run_id>.pt``: the checkpoint of an unfinished run (a killed run resumes from it);
   deleted once the run's JSON is written.
 - ``summary.json``: tables, plots and checks over all runs, rewritten after every invocation.
@@ -23,7 +25,7 @@ import torch
 
 import dropkit
 from dropkit.data import load_dataset
-from dropkit.engine.jsonio import read_json, write_json_atomic
+from dropkit.engine.jsonio import jsonable, read_json, write_json_atomic
 from dropkit.engine.specs import weights_digest
 from dropkit.engine.trainer import train
 from dropkit.experiments.base import PROFILES, Experiment, RunSpec
@@ -95,6 +97,26 @@ def _execute(
     return record
 
 
+def _finished(root: Path, spec: RunSpec) -> bool:
+    """Whether ``spec`` has a stored result made by this very spec; a stale one is moved aside."""
+    path = root / "runs" / f"{spec.run_id}.json"
+    if not path.exists():
+        return False
+    if read_json(path).get("spec") == jsonable(spec.to_dict()):
+        return True
+    aside = root / "superseded"
+    aside.mkdir(exist_ok=True)
+    n = 1
+    while (aside / f"{spec.run_id}.{n}.json").exists():
+        n += 1
+    os.replace(path, aside / f"{spec.run_id}.{n}.json")
+    _say(
+        f"{spec.run_id}: the stored result was made with another configuration; moved to "
+        f"{aside / f'{spec.run_id}.{n}.json'} and training it again"
+    )
+    return False
+
+
 def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
@@ -138,7 +160,7 @@ def run_experiment(
     seeds = seeds if seeds is not None else experiment.default_seeds[profile]
     specs = experiment.runs(profile, seeds)
     root = experiment_dir(out, name, profile)
-    pending = [s for s in specs if not (root / "runs" / f"{s.run_id}.json").exists()]
+    pending = [s for s in specs if not _finished(root, s)]
     preamble = experiment.preamble()
     if preamble is not None and echo is not None:
         from dropkit.report import render_table_text

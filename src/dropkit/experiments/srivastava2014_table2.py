@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dropkit.engine.model import MLPConfig
 from dropkit.experiments.base import Experiment, RunSpec
-from dropkit.experiments.common import check, error_table, group_means, hinton_recipe, seed_list
+from dropkit.experiments.common import check, error_table, group_means, mnist_run, seed_list
 from dropkit.experiments.paper_values import SRIVASTAVA_2014, SRIVASTAVA_2014_TABLE2
 
 # row -> (activation, layers, width, dropout, max-norm)
@@ -28,7 +28,21 @@ ROWS = {
 PAPER_ONLY = ("Dropout NN + max-norm, ReLU, 2x4096", "Dropout NN + max-norm, ReLU, 2x8192")
 PROFILES = {
     "smoke": {"train_size": 500, "test_size": 500, "width_divisor": 32, "epochs": 2, "ramp": 2},
-    "quick": {"train_size": 5000, "test_size": None, "width_divisor": 4, "epochs": 20, "ramp": 5},
+    # Short schedules favour the nets without dropout; on 2,000 images the standard net overfits
+    # within the profile's time (see hinton2012_mnist).
+    "quick": {
+        "train_size": 2000,
+        "test_size": None,
+        "width_divisor": 4,
+        "epochs": 100,
+        "ramp": 10,
+        "eval_every": 10,
+        # From N(0, 0.01^2) weights, logistic nets sit on a plateau for most of a short schedule
+        # (measured: 11.7% and 53% test error for the standard and the dropout logistic nets);
+        # N(0, 0.1^2) weights and learning rate 3 let them train within the profile's time.
+        "logistic_init_std": 0.1,
+        "logistic_lr": 3.0,
+    },
     "paper": {
         "train_size": None,
         "test_size": None,
@@ -59,27 +73,21 @@ class Srivastava2014Table2(Experiment):
                 continue
             widths = (max(8, width // cfg["width_divisor"]),) * layers
             kw = {"method": "dropout", "input_p": 0.2, "hidden_p": 0.5} if drop else {}
-            model = MLPConfig(784, widths, 10, activation=act, **kw)
+            logistic = act == "logistic"
+            init_std = cfg.get("logistic_init_std", 0.01) if logistic else 0.01
+            model = MLPConfig(784, widths, 10, activation=act, init_std=init_std, **kw)
             for seed in seed_list(seeds):
-                train = hinton_recipe(
-                    cfg["epochs"],
-                    seed,
-                    lr=1.0,
-                    momentum_end=0.95,
-                    momentum_epochs=cfg["ramp"],
-                    max_norm=MAX_NORM if norm else None,
-                )
                 specs.append(
-                    RunSpec(
+                    mnist_run(
+                        cfg,
                         f"{_slug(row)}-s{seed}",
                         row,
                         seed,
-                        "mnist",
                         model,
-                        train,
-                        cfg["train_size"],
-                        cfg["test_size"],
                         {"widths": widths},
+                        lr=cfg.get("logistic_lr", 1.0) if logistic else 1.0,
+                        momentum_end=0.95,
+                        max_norm=MAX_NORM if norm else None,
                     )
                 )
         return specs
@@ -115,6 +123,12 @@ class Srivastava2014Table2(Experiment):
                 f"this profile: {cfg['train_size']} training images, widths divided by "
                 f"{cfg['width_divisor']}, {cfg['epochs']} epochs: not comparable with table 2."
             )
+            if "logistic_init_std" in cfg:
+                notes.append(
+                    f"deviation: logistic nets start from N(0, {cfg['logistic_init_std']}^2) "
+                    f"weights with learning rate {cfg['logistic_lr']} (paper: N(0, 0.01^2)); from "
+                    "the paper's initialisation they do not leave their plateau in this profile."
+                )
         return {
             "tables": [table],
             "checks": checks,

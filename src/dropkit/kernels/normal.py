@@ -18,7 +18,7 @@ import torch
 from numba import njit, prange
 
 from dropkit import kernels, rng
-from dropkit.kernels.numba_cpu import _BLOCK_GROUPS, _fill_words
+from dropkit.kernels.numba_cpu import _BLOCK_GROUPS, _fill_words, match_threads
 
 __all__ = ["normal"]
 
@@ -64,5 +64,6 @@ def normal(
     out = np.empty(math.prod(shape), dtype=np.float64)
     if out.size:
         k0, k1 = rng.split_seed(seed)
+        match_threads()
         _normal(out, 2 * offset, np.uint32(k0), np.uint32(k1))
     return torch.from_numpy(out).to(dtype).reshape(tuple(shape))

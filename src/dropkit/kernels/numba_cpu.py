@@ -36,6 +36,9 @@ the input dtype).
 
 from __future__ import annotations
 
+import threading
+
+import numba
 import numpy as np
 import torch
 from numba import carray, njit, prange, types
@@ -43,7 +46,7 @@ from numba.extending import intrinsic
 
 from dropkit import rng
 
-__all__ = ["SUPPORTED_DTYPES", "apply_keep_mask"]
+__all__ = ["SUPPORTED_DTYPES", "apply_keep_mask", "match_threads", "use_parallel"]
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
@@ -61,6 +64,8 @@ _SHIFT32 = np.uint64(32)
 _BLOCK_GROUPS = 1024
 # Below this many elements a parallel launch costs more than it saves.
 _PARALLEL_MIN_NUMEL = 1 << 16
+# numba's team size is a per-thread setting; remember what this thread last set.
+_THREADS = threading.local()
 # float16/bfloat16 are widened in chunks of this many elements (a 1 MiB float32 buffer that stays
 # in L2 between widening, kernel and narrowing; 2^16..2^20 were within 10% of each other).
 _HALF_CHUNK = 1 << 18
@@ -257,6 +262,26 @@ def _entry_float64(x_address, out_address, n, parallel, offset, k0, k1, threshol
     )
 
 
+def match_threads() -> int:
+    """Set numba's team size to torch's thread count (capped by numba's) and return it.
+
+    numba and torch each keep their own OpenMP team. A numba team larger than
+    ``torch.get_num_threads()`` oversubscribes the cores whenever the user (or a worker process)
+    has restricted torch, and spinning OpenMP threads then wait on each other: measured here, an
+    MLP trained with ``torch.set_num_threads(1)`` beside another busy process ran 9x slower.
+    """
+    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    if getattr(_THREADS, "count", None) != threads:
+        numba.set_num_threads(threads)
+        _THREADS.count = threads
+    return threads
+
+
+def use_parallel(numel: int) -> bool:
+    """Whether a kernel over ``numel`` elements runs in parallel (see :func:`match_threads`)."""
+    return numel >= _PARALLEL_MIN_NUMEL and match_threads() >= 2
+
+
 def apply_keep_mask(
     x: torch.Tensor,
     seed: int,
@@ -283,7 +308,7 @@ def apply_keep_mask(
     if n == 0:
         return out
     k0, k1 = rng.split_seed(seed)
-    parallel = n >= _PARALLEL_MIN_NUMEL
+    parallel = use_parallel(n)
     if x.dtype == torch.float32:
         _entry_float32(x.data_ptr(), out.data_ptr(), n, parallel, offset, k0, k1, threshold, scale)
         return out
@@ -301,7 +326,7 @@ def apply_keep_mask(
         chunk = buffer[: stop - start]
         chunk.copy_(flat_x[start:stop])
         size = stop - start
-        parallel = size >= _PARALLEL_MIN_NUMEL
+        parallel = use_parallel(size)
         _entry_float32(address, address, size, parallel, offset + start, k0, k1, threshold, scale)
         flat_out[start:stop].copy_(chunk)
     return out
