@@ -18,6 +18,7 @@ from dropkit.functional._checks import (
     check_probability,
     resolve_stream,
 )
+from dropkit.kernels import ops
 
 __all__ = ["broadcast_dropout", "resolve_noise_shape"]
 
@@ -90,7 +91,7 @@ def broadcast_dropout(
     scale = 1.0 if mode == "classic" else (0.0 if p == 1.0 else 1.0 / (1.0 - p))
     threshold = rng.keep_threshold(p)
     if shape == tuple(input.shape):
-        result = torch.ops.dropkit.keep_mask_apply(input, seed_t, offset, threshold, scale)
+        result = ops.keep_mask(input, seed_t, offset, threshold, scale)
     else:
         result = torch.ops.dropkit.broadcast_keep_mask_apply(
             input, seed_t, offset, threshold, scale, list(shape)

@@ -12,6 +12,7 @@ from dropkit.functional._checks import (
     check_probability,
     resolve_stream,
 )
+from dropkit.kernels import ops
 
 __all__ = ["dropout"]
 
@@ -83,9 +84,7 @@ def dropout(
         if torch.is_grad_enabled() and input.requires_grad:
             # The mutating op has no autograd rule; route through the out-of-place op (which saves
             # only the seed) and let copy_ record the in-place update for autograd.
-            return input.copy_(
-                torch.ops.dropkit.keep_mask_apply(input, seed_t, offset, threshold, scale)
-            )
+            return input.copy_(ops.keep_mask(input, seed_t, offset, threshold, scale))
         torch.ops.dropkit.keep_mask_apply_(input, seed_t, offset, threshold, scale)
         return input
-    return torch.ops.dropkit.keep_mask_apply(input, seed_t, offset, threshold, scale)
+    return ops.keep_mask(input, seed_t, offset, threshold, scale)

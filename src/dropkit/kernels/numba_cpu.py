@@ -45,6 +45,7 @@ from numba import carray, njit, prange, types
 from numba.extending import intrinsic
 
 from dropkit import rng
+from dropkit.kernels._memory import empty_output
 
 __all__ = ["SUPPORTED_DTYPES", "apply_keep_mask", "match_threads", "use_parallel"]
 
@@ -296,7 +297,7 @@ def apply_keep_mask(
     (it may be ``x`` itself).
     """
     if out is None:
-        out = torch.empty_like(x, memory_format=torch.contiguous_format)
+        out = empty_output(x)
     n = x.numel()
     # The kernels write through raw addresses: refuse anything they could not index safely.
     if not (x.is_cpu and out.is_cpu and x.is_contiguous() and out.is_contiguous()):
