@@ -1,4 +1,5 @@
-"""The eager route of ``keep_mask`` and the custom op agree bit for bit; tracing takes the op."""
+"""The eager routes (``keep_mask``, ``broadcast_keep_mask``) and the custom ops agree bit for bit;
+tracing takes the ops."""
 
 import pytest
 import torch
@@ -8,9 +9,30 @@ from dropkit import rng
 from dropkit.kernels import ops
 
 
-def _both_routes(x: torch.Tensor, seed: int, threshold: int, scale: float):
+def _elementwise(route):
+    return lambda x, seed, offset, threshold, scale: route(x, seed, offset, threshold, scale)
+
+
+def _broadcast(route):
+    def call(x, seed, offset, threshold, scale):
+        mask_shape = [x.shape[0]] + [1] * (x.dim() - 1)
+        return route(x, seed, offset, threshold, scale, mask_shape)
+
+    return call
+
+
+ROUTE_PAIRS = {
+    "elementwise": (_elementwise(ops.keep_mask), _elementwise(torch.ops.dropkit.keep_mask_apply)),
+    "broadcast": (
+        _broadcast(ops.broadcast_keep_mask),
+        _broadcast(torch.ops.dropkit.broadcast_keep_mask_apply),
+    ),
+}
+
+
+def _both_routes(kind: str, x: torch.Tensor, seed: int, threshold: int, scale: float):
     outputs, grads = [], []
-    for route in (ops.keep_mask, torch.ops.dropkit.keep_mask_apply):
+    for route in ROUTE_PAIRS[kind]:
         leaf = x.detach().clone().requires_grad_()
         source = leaf.t() if leaf.dim() == 2 else leaf  # a non-contiguous input
         y = route(source, ops.seed_tensor(seed), 3, threshold, scale)
@@ -20,21 +42,23 @@ def _both_routes(x: torch.Tensor, seed: int, threshold: int, scale: float):
     return outputs, grads
 
 
+@pytest.mark.parametrize("kind", sorted(ROUTE_PAIRS))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 @pytest.mark.parametrize("shape", [(7,), (33, 65), (300, 257)])
-def test_eager_route_equals_the_op(dtype, shape):
+def test_eager_route_equals_the_op(kind, dtype, shape):
     x = torch.randn(shape).to(dtype)
-    (a, b), (ga, gb) = _both_routes(x, 2**63 + 9, rng.keep_threshold(0.35), 1 / 0.65)
+    (a, b), (ga, gb) = _both_routes(kind, x, 2**63 + 9, rng.keep_threshold(0.35), 1 / 0.65)
     assert a.dtype == b.dtype == dtype and a.is_contiguous()
     assert torch.equal(a, b)
     assert torch.equal(ga, gb)
 
 
-def test_eager_route_double_backward_matches_the_op():
+@pytest.mark.parametrize("kind", sorted(ROUTE_PAIRS))
+def test_eager_route_double_backward_matches_the_op(kind):
     x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
     seed = ops.seed_tensor(4)
     results = []
-    for route in (ops.keep_mask, torch.ops.dropkit.keep_mask_apply):
+    for route in ROUTE_PAIRS[kind]:
         y = route(x * x, seed, 0, rng.keep_threshold(0.5), 2.0)
         (g,) = torch.autograd.grad(y.sum(), x, create_graph=True)
         (gg,) = torch.autograd.grad(g.sum(), x)
@@ -43,17 +67,26 @@ def test_eager_route_double_backward_matches_the_op():
     assert torch.equal(results[0][1], results[1][1])
 
 
-def test_tracing_takes_the_custom_op():
+@pytest.mark.parametrize(
+    "kind, op_name",
+    [
+        ("elementwise", "dropkit.keep_mask_apply"),
+        ("broadcast", "dropkit.broadcast_keep_mask_apply"),
+    ],
+)
+def test_tracing_takes_the_custom_op(kind, op_name):
     seed = ops.seed_tensor(1)
-    graph = make_fx(lambda t: ops.keep_mask(t, seed, 0, rng.keep_threshold(0.5), 2.0))(
-        torch.randn(8)
+    eager_route = ROUTE_PAIRS[kind][0]
+    graph = make_fx(lambda t: eager_route(t, seed, 0, rng.keep_threshold(0.5), 2.0))(
+        torch.randn(8, 3)
     )
-    assert "dropkit.keep_mask_apply" in graph.code
+    assert op_name in graph.code
 
 
-def test_eager_route_keeps_no_tensor_for_backward():
-    x = torch.randn(4096, requires_grad=True)
+@pytest.mark.parametrize("kind", sorted(ROUTE_PAIRS))
+def test_eager_route_keeps_no_tensor_for_backward(kind):
+    x = torch.randn(64, 64, requires_grad=True)
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
-        ops.keep_mask(x, ops.seed_tensor(5), 0, rng.keep_threshold(0.5), 2.0)
+        ROUTE_PAIRS[kind][0](x, ops.seed_tensor(5), 0, rng.keep_threshold(0.5), 2.0)
     assert saved == []

@@ -93,7 +93,5 @@ def broadcast_dropout(
     if shape == tuple(input.shape):
         result = ops.keep_mask(input, seed_t, offset, threshold, scale)
     else:
-        result = torch.ops.dropkit.broadcast_keep_mask_apply(
-            input, seed_t, offset, threshold, scale, list(shape)
-        )
+        result = ops.broadcast_keep_mask(input, seed_t, offset, threshold, scale, list(shape))
     return input.copy_(result) if inplace else result

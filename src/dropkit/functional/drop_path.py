@@ -6,6 +6,7 @@ import torch
 
 from dropkit import _state, rng
 from dropkit.functional._checks import check_floating, check_offset, resolve_stream
+from dropkit.kernels import ops
 
 __all__ = ["drop_path", "linear_decay_rates", "stochastic_depth"]
 
@@ -14,9 +15,7 @@ def _branch_mask_apply(input, p, per_sample, scale, generator, seed, offset):
     shape = [input.shape[0] if per_sample else 1] + [1] * (input.dim() - 1)
     mask_numel = shape[0]
     seed_t, offset = resolve_stream(input, generator, seed, offset, mask_numel)
-    return torch.ops.dropkit.broadcast_keep_mask_apply(
-        input, seed_t, offset, rng.keep_threshold(p), scale, shape
-    )
+    return ops.broadcast_keep_mask(input, seed_t, offset, rng.keep_threshold(p), scale, shape)
 
 
 def stochastic_depth(

@@ -20,11 +20,12 @@ cannot swap dropkit's stream for its own RNG) and carry the autograd rule that k
 
 The seed travels as a tensor, not a Python int: an ``.item()`` in traced code would break the graph.
 
-:func:`keep_mask` is what callers use: in plain eager mode on CPU tensors it runs the same kernel
-through a ``torch.autograd.Function`` (the seed kept as a Python int, nothing saved), because the
-custom op's Python dispatch costs about 70 us per forward+backward, more than the kernel itself for
-a 100x800 activation; under ``torch.compile``, ``torch.export``, ``make_fx``, fake or meta tensors
-and functorch transforms it calls the op. Both paths give bit-identical results.
+:func:`keep_mask` and :func:`broadcast_keep_mask` are what callers use: in plain eager mode on
+CPU tensors they run the same computation through a ``torch.autograd.Function`` (the seed kept as a
+Python int, nothing saved), because the custom op's Python dispatch costs about 70 us per
+forward+backward, more than the kernel itself for a 100x800 activation; under ``torch.compile``,
+``torch.export``, ``make_fx``, fake or meta tensors and functorch transforms they call the op.
+Both paths give bit-identical results.
 """
 
 from __future__ import annotations
@@ -34,10 +35,12 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from dropkit import kernels, rng
 from dropkit.kernels import reference
+from dropkit.kernels._memory import empty_output
 
 __all__ = [
     "alpha_mask_apply",
     "keep_mask",
+    "broadcast_keep_mask",
     "broadcast_keep_mask_apply",
     "draw_seed",
     "keep_mask_apply",
@@ -158,6 +161,18 @@ def _keep_mask_apply__fake(x, seed, offset, threshold, scale) -> None:
     return None
 
 
+def _broadcast_apply(x, seed: int, offset, threshold, scale, mask_shape) -> torch.Tensor:
+    acc = reference.accumulation_dtype(x.dtype)
+    # The multiplier comes from the fast backend (ones * scale is exact), then one broadcast
+    # multiply forms the product in the accumulation dtype, exactly as the reference defines it.
+    multiplier = _multiplier(mask_shape, seed, offset, threshold, scale, acc, x.device)
+    if x.device.type == "cpu":
+        # A mixed-dtype mul computes in the promoted (accumulation) dtype and rounds once into
+        # ``out``: the reference's values without a full-size temporary.
+        return torch.mul(x, multiplier, out=empty_output(x))
+    return (x.to(acc) * multiplier).to(x.dtype).contiguous()
+
+
 @torch.library.custom_op("dropkit::broadcast_keep_mask_apply", mutates_args=())
 def broadcast_keep_mask_apply(
     x: torch.Tensor,
@@ -168,11 +183,7 @@ def broadcast_keep_mask_apply(
     mask_shape: list[int],
 ) -> torch.Tensor:
     """``x * multiplier`` with the multiplier drawn over ``mask_shape`` and broadcast over ``x``."""
-    acc = reference.accumulation_dtype(x.dtype)
-    # The multiplier comes from the fast backend (ones * scale is exact), then one broadcast
-    # multiply forms the product in the accumulation dtype, exactly as the reference defines it.
-    multiplier = _multiplier(mask_shape, int(seed), offset, threshold, scale, acc, x.device)
-    return (x.to(acc) * multiplier).to(x.dtype).contiguous()
+    return _broadcast_apply(x, int(seed), offset, threshold, scale, mask_shape)
 
 
 @broadcast_keep_mask_apply.register_fake
@@ -194,6 +205,35 @@ def _broadcast_backward(ctx, grad: torch.Tensor):
 broadcast_keep_mask_apply.register_autograd(
     _broadcast_backward, setup_context=_broadcast_setup_context
 )
+
+
+class _BroadcastKeepMask(torch.autograd.Function):
+    """Eager ``broadcast_keep_mask_apply``; like :class:`_KeepMask`, its backward is itself."""
+
+    @staticmethod
+    def forward(ctx, x, seed: int, offset: int, threshold: int, scale: float, mask_shape):
+        ctx.stream = (seed, offset, threshold, scale, mask_shape)
+        return _broadcast_apply(x, seed, offset, threshold, scale, mask_shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _BroadcastKeepMask.apply(grad, *ctx.stream), None, None, None, None, None
+
+
+def broadcast_keep_mask(
+    x: torch.Tensor,
+    seed: torch.Tensor,
+    offset: int,
+    threshold: int,
+    scale: float,
+    mask_shape: list[int],
+) -> torch.Tensor:
+    """``broadcast_keep_mask_apply`` with autograd, by the cheaper route (as :func:`keep_mask`)."""
+    if _plain_eager(x):
+        return _BroadcastKeepMask.apply(x, int(seed), offset, threshold, scale, list(mask_shape))
+    return torch.ops.dropkit.broadcast_keep_mask_apply(
+        x, seed, offset, threshold, scale, list(mask_shape)
+    )
 
 
 def _multiplier(mask_shape, seed, offset, threshold, scale, acc, device) -> torch.Tensor:
@@ -243,9 +283,9 @@ def _alpha_backward(ctx, grad: torch.Tensor):
     offset, threshold, a, mask_shape = ctx.args
     if list(grad.shape) == list(mask_shape):
         # Elementwise mask: the fused kernel regenerates and applies it in one pass.
-        grad_input = keep_mask_apply(grad, seed, offset, threshold, a)
+        grad_input = keep_mask(grad, seed, offset, threshold, a)
     else:
-        grad_input = broadcast_keep_mask_apply(grad, seed, *ctx.args)
+        grad_input = broadcast_keep_mask(grad, seed, *ctx.args)
     return (grad_input,) + (None,) * 7
 
 
