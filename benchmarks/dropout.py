@@ -1,7 +1,8 @@
 """Dropout speed and memory: torch eager, torch.compile and dropkit, side by side in one run.
 
 For each size it times, interleaved round by round so that machine noise hits every variant alike:
-forward (no grad), forward+backward, and a same-size copy as the bandwidth yardstick, twice:
+forward (no grad), forward+backward, forward in place (``inplace=True``, no new output), and a
+same-size copy as the bandwidth yardstick, twice:
 ``copy_`` into an existing buffer, and ``clone`` (which, like every out-of-place op, also
 allocates and first-touches a new output; for 64 MiB that page-faulting alone costs about as
 much as the copy). It prints medians, the ratios torch/dropkit and dropkit/clone, and the bytes each
@@ -64,14 +65,33 @@ def make_variants(x: torch.Tensor) -> dict[str, dict[str, Callable[[], object]]]
 
         return run
 
+    def in_place(fn):
+        # Its own buffer: repeated in-place dropout zeroes or doubles its elements, which changes
+        # no timing over the few rounds run here.
+        work = x.clone()
+
+        def run():
+            with torch.no_grad():
+                fn(work)
+
+        return run
+
     torch_eager = lambda t: torch.nn.functional.dropout(t, P, True)  # noqa: E731
     dk = lambda t: dk_dropout(t, P, True)  # noqa: E731
     return {
         "copy_": {"fwd": lambda: out.copy_(x)},
         "clone": {"fwd": lambda: x.clone()},
-        "torch eager": {"fwd": fwd(torch_eager), "fwd+bwd": fwd_bwd(torch_eager)},
+        "torch eager": {
+            "fwd": fwd(torch_eager),
+            "fwd+bwd": fwd_bwd(torch_eager),
+            "in place": in_place(lambda t: torch.nn.functional.dropout(t, P, True, inplace=True)),
+        },
         "torch.compile": {"fwd": fwd(compiled), "fwd+bwd": fwd_bwd(compiled)},
-        "dropkit": {"fwd": fwd(dk), "fwd+bwd": fwd_bwd(dk)},
+        "dropkit": {
+            "fwd": fwd(dk),
+            "fwd+bwd": fwd_bwd(dk),
+            "in place": in_place(lambda t: dk_dropout(t, P, True, inplace=True)),
+        },
     }
 
 
@@ -152,6 +172,9 @@ def main() -> None:
         "compile/dk f+b",
         "saved B/elem torch",
         "saved B/elem dk",
+        "torch in place",
+        "dropkit in place",
+        "dk in place/copy_",
     ]
     rows = []
     verdicts = []
@@ -162,6 +185,7 @@ def main() -> None:
         dk_saved = saved_bytes_per_element(lambda v: dk_dropout(v, P), x)
         copy, clone = t[("copy_", "fwd")], t[("clone", "fwd")]
         dk_f, dk_fb = t[("dropkit", "fwd")], t[("dropkit", "fwd+bwd")]
+        dk_in_place = t[("dropkit", "in place")]
         rows.append(
             [
                 f"2^{log2}",
@@ -181,6 +205,9 @@ def main() -> None:
                 f"{t[('torch.compile', 'fwd+bwd')] / dk_fb:.1f}x",
                 f"{torch_saved:.2f}",
                 f"{dk_saved:.2f}",
+                fmt_ms(t[("torch eager", "in place")]),
+                fmt_ms(dk_in_place),
+                f"{dk_in_place / copy:.2f}x",
             ]
         )
         if log2 == 24 and dtype_name == "float32":
@@ -188,6 +215,7 @@ def main() -> None:
                 ("forward, torch eager / dropkit", t[("torch eager", "fwd")] / dk_f, ">=", 12),
                 ("forward, dropkit / copy_", dk_f / copy, "<=", 2),
                 ("forward, dropkit / clone", dk_f / clone, "<=", 2),
+                ("forward in place (inplace=True), dropkit / copy_", dk_in_place / copy, "<=", 2),
                 ("fwd+bwd, torch eager / dropkit", t[("torch eager", "fwd+bwd")] / dk_fb, ">=", 6),
                 (
                     "fwd+bwd, torch.compile / dropkit",
