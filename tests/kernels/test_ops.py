@@ -1,5 +1,5 @@
-"""The eager routes (``keep_mask``, ``broadcast_keep_mask``) and the custom ops agree bit for bit;
-tracing takes the ops."""
+"""The eager routes (``keep_mask``, ``broadcast_keep_mask``, ``alpha_mask``) and the custom ops
+agree bit for bit, with and without gradients; tracing takes the ops."""
 
 import pytest
 import torch
@@ -21,7 +21,22 @@ def _broadcast(route):
     return call
 
 
+def _alpha(route, feature: bool):
+    def call(x, seed, offset, threshold, scale):
+        mask_shape = list(x.shape)
+        if feature:
+            mask_shape = [x.shape[0]] + [1] * (x.dim() - 1)
+        return route(x, seed, offset, threshold, scale, 0.25, -1.5, mask_shape)
+
+    return call
+
+
 ROUTE_PAIRS = {
+    "alpha": (_alpha(ops.alpha_mask, False), _alpha(torch.ops.dropkit.alpha_mask_apply, False)),
+    "feature alpha": (
+        _alpha(ops.alpha_mask, True),
+        _alpha(torch.ops.dropkit.alpha_mask_apply, True),
+    ),
     "elementwise": (_elementwise(ops.keep_mask), _elementwise(torch.ops.dropkit.keep_mask_apply)),
     "broadcast": (
         _broadcast(ops.broadcast_keep_mask),
@@ -72,6 +87,7 @@ def test_eager_route_double_backward_matches_the_op(kind):
     [
         ("elementwise", "dropkit.keep_mask_apply"),
         ("broadcast", "dropkit.broadcast_keep_mask_apply"),
+        ("alpha", "dropkit.alpha_mask_apply"),
     ],
 )
 def test_tracing_takes_the_custom_op(kind, op_name):
@@ -90,3 +106,13 @@ def test_eager_route_keeps_no_tensor_for_backward(kind):
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         ROUTE_PAIRS[kind][0](x, ops.seed_tensor(5), 0, rng.keep_threshold(0.5), 2.0)
     assert saved == []
+
+
+@pytest.mark.parametrize("kind", sorted(ROUTE_PAIRS))
+def test_no_grad_route_equals_the_op(kind):
+    x = torch.randn(33, 65)
+    eager_route, op_route = ROUTE_PAIRS[kind]
+    with torch.no_grad():
+        a = eager_route(x, ops.seed_tensor(11), 2, rng.keep_threshold(0.3), 1 / 0.7)
+    b = op_route(x, ops.seed_tensor(11), 2, rng.keep_threshold(0.3), 1 / 0.7)
+    assert a.grad_fn is None and torch.equal(a, b)

@@ -13,6 +13,7 @@ from dropkit.functional._checks import (
     check_probability,
     resolve_stream,
 )
+from dropkit.kernels import ops
 
 __all__ = ["alpha_dropout", "feature_alpha_dropout"]
 
@@ -41,7 +42,7 @@ def _alpha(input, p, training, inplace, feature, generator, seed, offset):
     seed_t, offset = resolve_stream(input, generator, seed, offset, math.prod(shape))
     threshold = rng.keep_threshold(p)
     a = 1.0 / math.sqrt((SELU_ALPHA_PRIME**2 * p + 1.0) * (1.0 - p))
-    result = torch.ops.dropkit.alpha_mask_apply(
+    result = ops.alpha_mask(
         input, seed_t, offset, threshold, a, SELU_ALPHA_PRIME * a * p,
         -SELU_ALPHA_PRIME * a * (1.0 - p), shape,
     )  # fmt: skip

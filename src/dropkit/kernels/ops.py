@@ -20,11 +20,12 @@ cannot swap dropkit's stream for its own RNG) and carry the autograd rule that k
 
 The seed travels as a tensor, not a Python int: an ``.item()`` in traced code would break the graph.
 
-:func:`keep_mask` and :func:`broadcast_keep_mask` are what callers use: in plain eager mode on
-CPU tensors they run the same computation through a ``torch.autograd.Function`` (the seed kept as a
-Python int, nothing saved), because the custom op's Python dispatch costs about 70 us per
-forward+backward, more than the kernel itself for a 100x800 activation; under ``torch.compile``,
-``torch.export``, ``make_fx``, fake or meta tensors and functorch transforms they call the op.
+:func:`keep_mask`, :func:`broadcast_keep_mask` and :func:`alpha_mask` are what callers use: in
+plain eager mode on CPU tensors they run the same computation through a ``torch.autograd.Function``
+(the seed kept as a Python int, nothing saved), or call the kernel directly when no gradient is
+needed, because the custom op's Python dispatch costs about 70 us per forward+backward, more than
+the kernel itself for a 100x800 activation; under ``torch.compile``, ``torch.export``, ``make_fx``,
+fake or meta tensors and functorch transforms they call the op.
 Both paths give bit-identical results.
 """
 
@@ -38,6 +39,7 @@ from dropkit.kernels import reference
 from dropkit.kernels._memory import empty_output
 
 __all__ = [
+    "alpha_mask",
     "alpha_mask_apply",
     "keep_mask",
     "broadcast_keep_mask",
@@ -141,6 +143,8 @@ def keep_mask(
 ) -> torch.Tensor:
     """``keep_mask_apply`` with autograd, by the cheaper of two equivalent routes (module doc)."""
     if _plain_eager(x):
+        if not (x.requires_grad and torch.is_grad_enabled()):
+            return kernels.apply_keep_mask(x.contiguous(), int(seed), offset, threshold, scale)
         return _KeepMask.apply(x, int(seed), offset, threshold, scale)
     return torch.ops.dropkit.keep_mask_apply(x, seed, offset, threshold, scale)
 
@@ -230,6 +234,8 @@ def broadcast_keep_mask(
 ) -> torch.Tensor:
     """``broadcast_keep_mask_apply`` with autograd, by the cheaper route (as :func:`keep_mask`)."""
     if _plain_eager(x):
+        if not (x.requires_grad and torch.is_grad_enabled()):
+            return _broadcast_apply(x, int(seed), offset, threshold, scale, list(mask_shape))
         return _BroadcastKeepMask.apply(x, int(seed), offset, threshold, scale, list(mask_shape))
     return torch.ops.dropkit.broadcast_keep_mask_apply(
         x, seed, offset, threshold, scale, list(mask_shape)
@@ -239,6 +245,21 @@ def broadcast_keep_mask(
 def _multiplier(mask_shape, seed, offset, threshold, scale, acc, device) -> torch.Tensor:
     ones = torch.ones(mask_shape, dtype=acc, device=device)
     return kernels.apply_keep_mask(ones, seed, offset, threshold, scale, out=ones)
+
+
+def _alpha_apply(x, seed: int, offset, threshold, a, kept_shift, dropped_value, mask_shape):
+    acc = reference.accumulation_dtype(x.dtype)
+    multiplier = _multiplier(mask_shape, seed, offset, threshold, a, acc, x.device)
+    shift = torch.where(
+        multiplier != 0,
+        torch.tensor(kept_shift, dtype=acc, device=x.device),
+        torch.tensor(dropped_value, dtype=acc, device=x.device),
+    )
+    if list(x.shape) == list(mask_shape):
+        return torch.addcmul(shift, x.to(acc), multiplier).to(x.dtype).contiguous()
+    # addcmul with two broadcast operands misses torch's vectorised CPU loop (about 1.3x slower
+    # than a broadcast multiply followed by an in-place broadcast add); the rounding is the same.
+    return (x.to(acc) * multiplier).add_(shift).to(x.dtype).contiguous()
 
 
 @torch.library.custom_op("dropkit::alpha_mask_apply", mutates_args=())
@@ -253,18 +274,7 @@ def alpha_mask_apply(
     mask_shape: list[int],
 ) -> torch.Tensor:
     """Alpha dropout's affine map: ``a x + kept_shift`` where kept, ``dropped_value`` elsewhere."""
-    acc = reference.accumulation_dtype(x.dtype)
-    multiplier = _multiplier(mask_shape, int(seed), offset, threshold, a, acc, x.device)
-    shift = torch.where(
-        multiplier != 0,
-        torch.tensor(kept_shift, dtype=acc, device=x.device),
-        torch.tensor(dropped_value, dtype=acc, device=x.device),
-    )
-    if list(x.shape) == list(mask_shape):
-        return torch.addcmul(shift, x.to(acc), multiplier).to(x.dtype).contiguous()
-    # addcmul with two broadcast operands misses torch's vectorised CPU loop (about 1.3x slower
-    # than a broadcast multiply followed by an in-place broadcast add); the rounding is the same.
-    return (x.to(acc) * multiplier).add_(shift).to(x.dtype).contiguous()
+    return _alpha_apply(x, int(seed), offset, threshold, a, kept_shift, dropped_value, mask_shape)
 
 
 @alpha_mask_apply.register_fake
@@ -280,13 +290,52 @@ def _alpha_setup_context(ctx, inputs, output) -> None:
 
 def _alpha_backward(ctx, grad: torch.Tensor):
     (seed,) = ctx.saved_tensors
-    offset, threshold, a, mask_shape = ctx.args
-    if list(grad.shape) == list(mask_shape):
-        # Elementwise mask: the fused kernel regenerates and applies it in one pass.
-        grad_input = keep_mask(grad, seed, offset, threshold, a)
-    else:
-        grad_input = broadcast_keep_mask(grad, seed, *ctx.args)
-    return (grad_input,) + (None,) * 7
+    return (_alpha_grad(grad, seed, *ctx.args),) + (None,) * 7
 
 
 alpha_mask_apply.register_autograd(_alpha_backward, setup_context=_alpha_setup_context)
+
+
+def _alpha_grad(grad: torch.Tensor, seed, offset, threshold, a, mask_shape) -> torch.Tensor:
+    """``grad * a * m``: the gradient of the affine map, by the cheaper route."""
+    if list(grad.shape) == list(mask_shape):
+        # Elementwise mask: the fused kernel regenerates and applies it in one pass.
+        return keep_mask(grad, seed, offset, threshold, a)
+    return broadcast_keep_mask(grad, seed, offset, threshold, a, mask_shape)
+
+
+class _AlphaMask(torch.autograd.Function):
+    """Eager ``alpha_mask_apply``; its backward multiplies by ``a * m`` (no tensor saved)."""
+
+    @staticmethod
+    def forward(ctx, x, seed: int, offset, threshold, a, kept_shift, dropped_value, mask_shape):
+        ctx.stream = (seed, offset, threshold, a, mask_shape)
+        return _alpha_apply(x, seed, offset, threshold, a, kept_shift, dropped_value, mask_shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        seed, offset, threshold, a, mask_shape = ctx.stream
+        if list(grad.shape) == list(mask_shape):
+            grad_input = _KeepMask.apply(grad, seed, offset, threshold, a)
+        else:
+            grad_input = _BroadcastKeepMask.apply(grad, seed, offset, threshold, a, mask_shape)
+        return (grad_input,) + (None,) * 7
+
+
+def alpha_mask(
+    x: torch.Tensor,
+    seed: torch.Tensor,
+    offset: int,
+    threshold: int,
+    a: float,
+    kept_shift: float,
+    dropped_value: float,
+    mask_shape: list[int],
+) -> torch.Tensor:
+    """``alpha_mask_apply`` with autograd, by the cheaper route (as :func:`keep_mask`)."""
+    args = (offset, threshold, a, kept_shift, dropped_value, list(mask_shape))
+    if _plain_eager(x):
+        if not (x.requires_grad and torch.is_grad_enabled()):
+            return _alpha_apply(x, int(seed), *args)
+        return _AlphaMask.apply(x, int(seed), *args)
+    return torch.ops.dropkit.alpha_mask_apply(x, seed, *args)
