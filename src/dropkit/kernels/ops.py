@@ -123,7 +123,15 @@ class _KeepMask(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return _KeepMask.apply(grad, *ctx.stream), None, None, None, None
+        return _eager_keep_mask(grad, *ctx.stream), None, None, None, None
+
+
+def _eager_keep_mask(x, seed: int, offset, threshold, scale) -> torch.Tensor:
+    """The eager route: the kernel itself, through :class:`_KeepMask` only when a graph is needed
+    (also in a backward run with ``create_graph=True``)."""
+    if x.requires_grad and torch.is_grad_enabled():
+        return _KeepMask.apply(x, seed, offset, threshold, scale)
+    return kernels.apply_keep_mask(x.contiguous(), seed, offset, threshold, scale)
 
 
 def _plain_eager(x: torch.Tensor) -> bool:
@@ -143,9 +151,7 @@ def keep_mask(
 ) -> torch.Tensor:
     """``keep_mask_apply`` with autograd, by the cheaper of two equivalent routes (module doc)."""
     if _plain_eager(x):
-        if not (x.requires_grad and torch.is_grad_enabled()):
-            return kernels.apply_keep_mask(x.contiguous(), int(seed), offset, threshold, scale)
-        return _KeepMask.apply(x, int(seed), offset, threshold, scale)
+        return _eager_keep_mask(x, int(seed), offset, threshold, scale)
     return torch.ops.dropkit.keep_mask_apply(x, seed, offset, threshold, scale)
 
 
@@ -221,7 +227,14 @@ class _BroadcastKeepMask(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return _BroadcastKeepMask.apply(grad, *ctx.stream), None, None, None, None, None
+        return _eager_broadcast_keep_mask(grad, *ctx.stream), None, None, None, None, None
+
+
+def _eager_broadcast_keep_mask(x, seed: int, offset, threshold, scale, mask_shape):
+    """As :func:`_eager_keep_mask`, for a broadcast mask."""
+    if x.requires_grad and torch.is_grad_enabled():
+        return _BroadcastKeepMask.apply(x, seed, offset, threshold, scale, mask_shape)
+    return _broadcast_apply(x, seed, offset, threshold, scale, mask_shape)
 
 
 def broadcast_keep_mask(
@@ -234,9 +247,7 @@ def broadcast_keep_mask(
 ) -> torch.Tensor:
     """``broadcast_keep_mask_apply`` with autograd, by the cheaper route (as :func:`keep_mask`)."""
     if _plain_eager(x):
-        if not (x.requires_grad and torch.is_grad_enabled()):
-            return _broadcast_apply(x, int(seed), offset, threshold, scale, list(mask_shape))
-        return _BroadcastKeepMask.apply(x, int(seed), offset, threshold, scale, list(mask_shape))
+        return _eager_broadcast_keep_mask(x, int(seed), offset, threshold, scale, list(mask_shape))
     return torch.ops.dropkit.broadcast_keep_mask_apply(
         x, seed, offset, threshold, scale, list(mask_shape)
     )
@@ -257,9 +268,29 @@ def _alpha_apply(x, seed: int, offset, threshold, a, kept_shift, dropped_value, 
     )
     if list(x.shape) == list(mask_shape):
         return torch.addcmul(shift, x.to(acc), multiplier).to(x.dtype).contiguous()
+    if _one_pass_planes(x, mask_shape):
+        from dropkit.kernels import numba_planes  # deferred: importing dropkit compiles nothing
+
+        return numba_planes.plane_affine(x, multiplier, shift)
     # addcmul with two broadcast operands misses torch's vectorised CPU loop (about 1.3x slower
     # than a broadcast multiply followed by an in-place broadcast add); the rounding is the same.
     return (x.to(acc) * multiplier).add_(shift).to(x.dtype).contiguous()
+
+
+def _one_pass_planes(x: torch.Tensor, mask_shape: list[int]) -> bool:
+    """Whether the mask covers leading dimensions of contiguous float32/64 ``x`` and is constant
+    over the rest (one value per plane), so the one-pass plane kernel applies."""
+    if not (
+        kernels._use_numba(x)
+        and x.dtype in (torch.float32, torch.float64)
+        and x.is_contiguous()
+        and len(mask_shape) == x.dim()
+    ):
+        return False
+    lead = 0
+    while lead < x.dim() and mask_shape[lead] == x.shape[lead]:
+        lead += 1
+    return all(size == 1 for size in mask_shape[lead:])
 
 
 @torch.library.custom_op("dropkit::alpha_mask_apply", mutates_args=())
@@ -316,9 +347,9 @@ class _AlphaMask(torch.autograd.Function):
     def backward(ctx, grad):
         seed, offset, threshold, a, mask_shape = ctx.stream
         if list(grad.shape) == list(mask_shape):
-            grad_input = _KeepMask.apply(grad, seed, offset, threshold, a)
+            grad_input = _eager_keep_mask(grad, seed, offset, threshold, a)
         else:
-            grad_input = _BroadcastKeepMask.apply(grad, seed, offset, threshold, a, mask_shape)
+            grad_input = _eager_broadcast_keep_mask(grad, seed, offset, threshold, a, mask_shape)
         return (grad_input,) + (None,) * 7
 
 
