@@ -42,6 +42,11 @@ PROFILES = {
         "eval_every": 10,
         "ps": [0.0, 0.2, 0.4, 0.6, 0.8],
         "input_ps": [0.0, 0.2, 0.4, 0.6],
+        # One rate for every point, as in the paper. At 1.0 the nets with 80% hidden dropout did
+        # not train (62.8% and 47.9% test error, 2 seeds); at 0.5 every point trains (p=0.8,
+        # n=256: 10.8%). The net without dropout does better at 1.0 (7.49% against 8.63%), still
+        # worse than the best dropout net at 0.5 (6.97%).
+        "lr": 0.5,
     },
     "paper": {
         "train_size": None,
@@ -88,7 +93,7 @@ class PSweep(Experiment):
                             seed,
                             model,
                             {"sweep": sweep, "p": p, "width": width},
-                            lr=1.0,
+                            lr=cfg.get("lr", 1.0),
                         )
                     )
         return specs
