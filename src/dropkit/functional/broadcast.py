@@ -93,5 +93,5 @@ def broadcast_dropout(
     if shape == tuple(input.shape):
         result = ops.keep_mask(input, seed_t, offset, threshold, scale)
     else:
-        result = ops.broadcast_keep_mask(input, seed_t, offset, threshold, scale, list(shape))
+        result = ops.broadcast_keep_mask(input, seed_t, offset, threshold, scale, shape)
     return input.copy_(result) if inplace else result

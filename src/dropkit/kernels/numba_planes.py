@@ -20,7 +20,7 @@ from numba import carray, njit, prange
 from dropkit.kernels._memory import empty_output
 from dropkit.kernels.numba_cpu import _address_as_voidptr, use_parallel
 
-__all__ = ["SUPPORTED_DTYPES", "plane_affine"]
+__all__ = ["SUPPORTED_DTYPES", "applies", "plane_affine"]
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 
@@ -59,24 +59,44 @@ def _apply_serial(x, out, scale, shift, plane):
     _apply_range(x, out, scale, shift, plane, 0, x.size)
 
 
-@njit(cache=True)
-def _entry_float32(x_address, out_address, n, scale, shift, plane, parallel):
-    x = carray(_address_as_voidptr(x_address), (n,), np.float32)
-    out = carray(_address_as_voidptr(out_address), (n,), np.float32)
+@njit(inline="always", cache=True)
+def _apply(x, out, scale, shift, plane, parallel):
     if parallel:
         _apply_parallel(x, out, scale, shift, plane)
     else:
         _apply_serial(x, out, scale, shift, plane)
+
+
+# One entry per dtype: ``carray`` needs its dtype when the function is compiled.
+@njit(cache=True)
+def _entry_float32(x_address, out_address, n, scale, shift, plane, parallel):
+    x = carray(_address_as_voidptr(x_address), (n,), np.float32)
+    out = carray(_address_as_voidptr(out_address), (n,), np.float32)
+    _apply(x, out, scale, shift, plane, parallel)
 
 
 @njit(cache=True)
 def _entry_float64(x_address, out_address, n, scale, shift, plane, parallel):
     x = carray(_address_as_voidptr(x_address), (n,), np.float64)
     out = carray(_address_as_voidptr(out_address), (n,), np.float64)
-    if parallel:
-        _apply_parallel(x, out, scale, shift, plane)
-    else:
-        _apply_serial(x, out, scale, shift, plane)
+    _apply(x, out, scale, shift, plane, parallel)
+
+
+def applies(x: torch.Tensor, mask_shape: list[int]) -> bool:
+    """Whether a mask of ``mask_shape`` gives one value per plane of ``x`` that this kernel can
+    take: ``x`` contiguous float32/64 on the CPU, the mask equal to ``x``'s shape on leading
+    dimensions and 1 on the rest."""
+    if not (
+        x.dtype in SUPPORTED_DTYPES
+        and x.is_cpu
+        and x.is_contiguous()
+        and len(mask_shape) == x.dim()
+    ):
+        return False
+    lead = 0
+    while lead < x.dim() and mask_shape[lead] == x.shape[lead]:
+        lead += 1
+    return all(size == 1 for size in mask_shape[lead:])
 
 
 def plane_affine(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:

@@ -126,10 +126,15 @@ class _KeepMask(torch.autograd.Function):
         return _eager_keep_mask(grad, *ctx.stream), None, None, None, None
 
 
+def _needs_graph(x: torch.Tensor) -> bool:
+    """Whether autograd must record this call (also in a backward run with ``create_graph=True``);
+    otherwise the eager routes call the computation directly."""
+    return x.requires_grad and torch.is_grad_enabled()
+
+
 def _eager_keep_mask(x, seed: int, offset, threshold, scale) -> torch.Tensor:
-    """The eager route: the kernel itself, through :class:`_KeepMask` only when a graph is needed
-    (also in a backward run with ``create_graph=True``)."""
-    if x.requires_grad and torch.is_grad_enabled():
+    """The eager route: the kernel, through :class:`_KeepMask` only when a graph is needed."""
+    if _needs_graph(x):
         return _KeepMask.apply(x, seed, offset, threshold, scale)
     return kernels.apply_keep_mask(x.contiguous(), seed, offset, threshold, scale)
 
@@ -232,7 +237,7 @@ class _BroadcastKeepMask(torch.autograd.Function):
 
 def _eager_broadcast_keep_mask(x, seed: int, offset, threshold, scale, mask_shape):
     """As :func:`_eager_keep_mask`, for a broadcast mask."""
-    if x.requires_grad and torch.is_grad_enabled():
+    if _needs_graph(x):
         return _BroadcastKeepMask.apply(x, seed, offset, threshold, scale, mask_shape)
     return _broadcast_apply(x, seed, offset, threshold, scale, mask_shape)
 
@@ -268,29 +273,14 @@ def _alpha_apply(x, seed: int, offset, threshold, a, kept_shift, dropped_value, 
     )
     if list(x.shape) == list(mask_shape):
         return torch.addcmul(shift, x.to(acc), multiplier).to(x.dtype).contiguous()
-    if _one_pass_planes(x, mask_shape):
+    if kernels._use_numba(x):
         from dropkit.kernels import numba_planes  # deferred: importing dropkit compiles nothing
 
-        return numba_planes.plane_affine(x, multiplier, shift)
+        if numba_planes.applies(x, mask_shape):
+            return numba_planes.plane_affine(x, multiplier, shift)
     # addcmul with two broadcast operands misses torch's vectorised CPU loop (about 1.3x slower
     # than a broadcast multiply followed by an in-place broadcast add); the rounding is the same.
     return (x.to(acc) * multiplier).add_(shift).to(x.dtype).contiguous()
-
-
-def _one_pass_planes(x: torch.Tensor, mask_shape: list[int]) -> bool:
-    """Whether the mask covers leading dimensions of contiguous float32/64 ``x`` and is constant
-    over the rest (one value per plane), so the one-pass plane kernel applies."""
-    if not (
-        kernels._use_numba(x)
-        and x.dtype in (torch.float32, torch.float64)
-        and x.is_contiguous()
-        and len(mask_shape) == x.dim()
-    ):
-        return False
-    lead = 0
-    while lead < x.dim() and mask_shape[lead] == x.shape[lead]:
-        lead += 1
-    return all(size == 1 for size in mask_shape[lead:])
 
 
 @torch.library.custom_op("dropkit::alpha_mask_apply", mutates_args=())
@@ -327,12 +317,15 @@ def _alpha_backward(ctx, grad: torch.Tensor):
 alpha_mask_apply.register_autograd(_alpha_backward, setup_context=_alpha_setup_context)
 
 
-def _alpha_grad(grad: torch.Tensor, seed, offset, threshold, a, mask_shape) -> torch.Tensor:
-    """``grad * a * m``: the gradient of the affine map, by the cheaper route."""
+def _alpha_grad(grad, seed, offset, threshold, a, mask_shape, *, eager=False) -> torch.Tensor:
+    """``grad * a * m``: the gradient of the affine map. ``eager``: inside the eager route, where
+    the seed is a Python int (else a seed tensor, routed as :func:`keep_mask` routes)."""
     if list(grad.shape) == list(mask_shape):
         # Elementwise mask: the fused kernel regenerates and applies it in one pass.
-        return keep_mask(grad, seed, offset, threshold, a)
-    return broadcast_keep_mask(grad, seed, offset, threshold, a, mask_shape)
+        route = _eager_keep_mask if eager else keep_mask
+        return route(grad, seed, offset, threshold, a)
+    route = _eager_broadcast_keep_mask if eager else broadcast_keep_mask
+    return route(grad, seed, offset, threshold, a, mask_shape)
 
 
 class _AlphaMask(torch.autograd.Function):
@@ -345,12 +338,7 @@ class _AlphaMask(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        seed, offset, threshold, a, mask_shape = ctx.stream
-        if list(grad.shape) == list(mask_shape):
-            grad_input = _eager_keep_mask(grad, seed, offset, threshold, a)
-        else:
-            grad_input = _eager_broadcast_keep_mask(grad, seed, offset, threshold, a, mask_shape)
-        return (grad_input,) + (None,) * 7
+        return (_alpha_grad(grad, *ctx.stream, eager=True),) + (None,) * 7
 
 
 def alpha_mask(
@@ -366,7 +354,7 @@ def alpha_mask(
     """``alpha_mask_apply`` with autograd, by the cheaper route (as :func:`keep_mask`)."""
     args = (offset, threshold, a, kept_shift, dropped_value, list(mask_shape))
     if _plain_eager(x):
-        if not (x.requires_grad and torch.is_grad_enabled()):
-            return _alpha_apply(x, int(seed), *args)
-        return _AlphaMask.apply(x, int(seed), *args)
+        if _needs_graph(x):
+            return _AlphaMask.apply(x, int(seed), *args)
+        return _alpha_apply(x, int(seed), *args)
     return torch.ops.dropkit.alpha_mask_apply(x, seed, *args)
