@@ -16,7 +16,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list the experiments")
     run = sub.add_parser("run", help="run an experiment (finished runs are skipped)")
     run.add_argument("experiment")
-    run.add_argument("--profile", choices=("smoke", "quick", "paper"), default="quick")
+    run.add_argument(
+        "--profile",
+        default="quick",
+        help="smoke, quick or paper; hinton2012-mnist also has full (default: %(default)s)",
+    )
     run.add_argument("--seeds", type=int, default=None, help="seeds per configuration")
     run.add_argument("--data-dir", default=None, help="MNIST folder (default: $DROPKIT_DATA)")
     run.add_argument("--out", default="dropkit-runs", help="output folder (default: %(default)s)")

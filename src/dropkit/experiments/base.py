@@ -76,6 +76,12 @@ class Experiment:
     paper: str = ""
     dataset: str = "mnist"
     default_seeds: dict[str, int] = {"smoke": 1, "quick": 3, "paper": 3}
+    #: Profiles beyond the common three that this experiment offers (e.g. ``full``).
+    extra_profiles: tuple[str, ...] = ()
+
+    @property
+    def profiles(self) -> tuple[str, ...]:
+        return PROFILES + self.extra_profiles
 
     def runs(self, profile: str, seeds: int) -> list[RunSpec]:
         raise NotImplementedError

@@ -28,7 +28,7 @@ from dropkit.data import load_dataset
 from dropkit.engine.jsonio import jsonable, read_json, write_json_atomic
 from dropkit.engine.specs import weights_digest
 from dropkit.engine.trainer import train
-from dropkit.experiments.base import PROFILES, Experiment, RunSpec
+from dropkit.experiments.base import Experiment, RunSpec
 from dropkit.experiments.registry import get_experiment
 
 __all__ = ["experiment_dir", "run_experiment"]
@@ -148,8 +148,6 @@ def run_experiment(
     ``cpu_count // workers`` torch threads); ``quiet`` turns progress bars into nothing but a
     line per finished run. ``echo`` receives the printable summary (None: print nothing).
     """
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if seeds is not None and seeds < 1:
@@ -157,6 +155,10 @@ def run_experiment(
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError("--device cuda requested but torch.cuda.is_available() is False")
     experiment = get_experiment(name)
+    if profile not in experiment.profiles:
+        raise ValueError(
+            f"profile must be one of {experiment.profiles} for {name}, got {profile!r}"
+        )
     seeds = seeds if seeds is not None else experiment.default_seeds[profile]
     specs = experiment.runs(profile, seeds)
     root = experiment_dir(out, name, profile)
