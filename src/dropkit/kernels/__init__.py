@@ -14,7 +14,15 @@ import torch
 
 from dropkit.kernels import reference
 
-__all__ = ["BACKENDS", "apply_keep_mask", "get_backend", "set_backend"]
+__all__ = [
+    "BACKENDS",
+    "apply_keep_mask",
+    "bias_dropout_add",
+    "get_backend",
+    "normal",
+    "set_backend",
+    "stream_words",
+]
 
 BACKENDS = ("auto", "numba", "reference")
 
@@ -60,3 +68,42 @@ def apply_keep_mask(
 
         return numba_cpu.apply_keep_mask(x, seed, offset, threshold, scale, out)
     return reference.apply_keep_mask(x, seed, offset, threshold, scale, out)
+
+
+def stream_words(
+    numel: int, seed: int, offset: int = 0, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """The stream words of elements ``0 .. numel-1`` at ``offset``, int64 in ``[0, 2**32)``
+    (:func:`dropkit.rng.stream_words`)."""
+    return reference.stream_words(numel, seed, offset, device)
+
+
+def normal(
+    shape: tuple[int, ...] | torch.Size,
+    seed: int,
+    offset: int = 0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Standard normals of the stream (:func:`dropkit.rng.normal`; ``offset`` counts variates)."""
+    target = torch.device("cpu") if device is None else torch.device(device)
+    if _backend != "reference" and target.type == "cpu":
+        from dropkit.kernels import normal as numba_normal  # deferred: compiles on first use
+
+        return numba_normal.normal(shape, seed, offset, target, dtype)
+    return reference.normal(shape, seed, offset, device, dtype)
+
+
+def bias_dropout_add(
+    x: torch.Tensor,
+    bias: torch.Tensor,
+    residual: torch.Tensor,
+    seed: int,
+    offset: int,
+    threshold: int,
+    scale: float,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``residual + keep_mask(x + bias)`` in one pass; see
+    :func:`dropkit.kernels.reference.bias_dropout_add` for the exact rounding."""
+    return reference.bias_dropout_add(x, bias, residual, seed, offset, threshold, scale, out)

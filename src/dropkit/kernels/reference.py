@@ -15,7 +15,18 @@ import torch
 
 from dropkit import rng
 
-__all__ = ["accumulation_dtype", "apply_keep_mask", "keep_multiplier"]
+__all__ = [
+    "accumulation_dtype",
+    "apply_keep_mask",
+    "bias_dropout_add",
+    "keep_multiplier",
+    "normal",
+    "stream_words",
+]
+
+# The stream itself, re-exported so every backend module offers the same functions.
+stream_words = rng.stream_words
+normal = rng.normal
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -65,3 +76,31 @@ def keep_multiplier(
         torch.tensor(scale, dtype=dtype, device=words.device),
         torch.tensor(0.0, dtype=dtype, device=words.device),
     )
+
+
+def bias_dropout_add(
+    x: torch.Tensor,
+    bias: torch.Tensor,
+    residual: torch.Tensor,
+    seed: int,
+    offset: int,
+    threshold: int,
+    scale: float,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``out = residual + (x + bias) * multiplier`` (the fused bias-dropout-add of transformers).
+
+    ``bias`` has the trailing shape of ``x`` (usually ``(hidden,)``) and is broadcast over the
+    leading dimensions; ``residual`` has ``x``'s shape. The multiplier of element ``i`` is that of
+    :func:`apply_keep_mask` (the mask indexes ``x``'s row-major elements). Three roundings, each to
+    nearest even in the accumulation dtype, in this order: ``t = x + bias``, ``y = t * m``,
+    ``z = residual + y``; then ``z`` is rounded once to ``x.dtype``. Fast backends must not contract
+    the multiply and the add into a fused multiply-add.
+    """
+    acc = accumulation_dtype(x.dtype)
+    multiplier = keep_multiplier(x.shape, seed, offset, threshold, scale, acc, x.device)
+    result = (residual.to(acc) + (x.to(acc) + bias.to(acc)) * multiplier).to(x.dtype)
+    if out is None:
+        return result
+    out.copy_(result)
+    return out
