@@ -64,7 +64,7 @@ def _moment_matching(mean, var, activation, samples, seed_t, offset, batched):
     per row), sample ``z`` of unit ``u`` being variate ``n * samples * U + z * U + u``; so a row's
     result does not depend on the other rows, and a batch replicated along dim 0 draws row by row.
     """
-    from dropkit.kernels.normal import normal  # deferred: numba loads on first use only
+    from dropkit.kernels import normal  # the backend dispatch
 
     rows = mean.shape[0] if batched else 1
     units = mean.numel() // max(rows, 1)

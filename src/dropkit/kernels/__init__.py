@@ -88,7 +88,7 @@ def normal(
     """Standard normals of the stream (:func:`dropkit.rng.normal`; ``offset`` counts variates)."""
     target = torch.device("cpu") if device is None else torch.device(device)
     if _backend != "reference" and target.type == "cpu":
-        from dropkit.kernels import normal as numba_normal  # deferred: compiles on first use
+        from dropkit.kernels import numba_normal  # deferred: compiles on first use
 
         return numba_normal.normal(shape, seed, offset, target, dtype)
     return reference.normal(shape, seed, offset, device, dtype)

@@ -2,7 +2,7 @@
 
 ``dropkit::gaussian_noise_apply(x, seed, offset, std)`` returns ``x * (1 + std * z)`` with ``z``
 the stream's standard normals (:func:`dropkit.rng.normal`, computed by
-:func:`dropkit.kernels.normal.normal` on the CPU: variate ``i`` of the row-major
+:func:`dropkit.kernels.normal` on the CPU: variate ``i`` of the row-major
 flattening consumes words ``2(i + offset)`` and ``2(i + offset) + 1``). The multiplier is formed in
 float64 and rounded once to the accumulation dtype; the op is linear in ``x``, so backward applies
 the same op to the gradient (only the seed is saved).
@@ -21,7 +21,7 @@ __all__ = ["gaussian_noise_apply"]
 def gaussian_noise_apply(
     x: torch.Tensor, seed: torch.Tensor, offset: int, std: float
 ) -> torch.Tensor:
-    from dropkit.kernels.normal import normal  # deferred: numba loads on first use only
+    from dropkit.kernels import normal  # the backend dispatch
 
     acc = accumulation_dtype(x.dtype)
     # The numba normals (CPU) are the reference's words and formula, ~20x faster than

@@ -102,7 +102,7 @@ def _philox(counter, k0, k1):
 def _fill_words(words, first_group, n_groups, k0, k1):
     """``words[4 g + k]`` = word ``k`` of counter ``first_group + g``, for ``g < n_groups``.
 
-    For kernels that need the raw words (e.g. :mod:`dropkit.kernels.normal`)."""
+    For kernels that need the raw words (e.g. :mod:`dropkit.kernels.numba_normal`)."""
     for g in range(n_groups):
         w0, w1, w2, w3 = _philox(np.uint64(first_group + g), k0, k1)
         words[4 * g] = w0

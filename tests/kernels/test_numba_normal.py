@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import dropkit
 from dropkit import rng
-from dropkit.kernels.normal import normal
+from dropkit.kernels.numba_normal import normal
 
 
 @settings(max_examples=30, deadline=None)
