@@ -188,29 +188,24 @@ def gaussian_fig() -> plt.Figure:
 def alpha_fig() -> plt.Figure:
     x = photo()
     z = (x - x.mean()) / x.std()  # a standardised (SELU-like) activation
-    fig, axes = plt.subplots(1, len(RATES) + 1, figsize=(15, 3.6), constrained_layout=True)
-    im = show(
-        axes[0],
-        z,
-        f"standardised input\nmean {z.mean():.2f}, std {z.std():.2f}",
-        cmap="RdBu_r",
-        vmin=-3,
-        vmax=3,
-    )
+    fmap = feature_map()
+    fz = (fmap - fmap.mean()) / fmap.std()
+    fig, axes = plt.subplots(2, len(RATES) + 1, figsize=(15, 7.4), constrained_layout=True)
+    style = {"cmap": "RdBu_r", "vmin": -3, "vmax": 3}
+    tiles = {"xlabel": "x (pixel), 4 channels per row", "ylabel": "y (pixel), 4 rows of channels"}
+    im = show(axes[0, 0], z, f"standardised input\nmean {z.mean():.2f}, std {z.std():.2f}", **style)
+    show(axes[1, 0], mosaic(fz[0]), "standardised 16-channel map", **style, **tiles)
     for k, p in enumerate(RATES, 1):
         y = DF.alpha_dropout(z, p, training=True, seed=SEED)
-        show(
-            axes[k],
-            y,
-            f"alpha dropout p={p}\nmean {y.mean():.2f}, std {y.std():.2f}",
-            cmap="RdBu_r",
-            vmin=-3,
-            vmax=3,
-        )
-    fig.colorbar(im, ax=axes, shrink=0.8, label="activation")
+        title = f"alpha dropout p={p}\nmean {y.mean():.2f}, std {y.std():.2f}"
+        show(axes[0, k], y, title, **style)
+        f = DF.feature_alpha_dropout(fz, p, training=True, seed=SEED)
+        title = f"feature alpha dropout p={p}\nmean {f.mean():.2f}, std {f.std():.2f}"
+        show(axes[1, k], mosaic(f[0]), title, **style, **tiles)
+    fig.colorbar(im, ax=axes, shrink=0.6, label="activation")
     fig.suptitle(
-        "alpha dropout: dropped units go to the SELU saturation value, then an affine map "
-        f"restores mean 0 and variance 1 (seed {SEED})"
+        "alpha dropout: dropped units go to the SELU saturation value, then an affine map keeps "
+        f"mean 0 and variance 1 (top: per pixel; bottom: per channel; seed {SEED})"
     )
     return fig
 
