@@ -20,8 +20,8 @@ Exactness:
 
 - the multiplier is ``scale`` rounded once to the accumulation dtype (float64 for float64 inputs,
   float32 otherwise), or 0; the product is formed in that dtype and rounded once (to nearest even)
-  to the output dtype, as in the reference. A dropped element is multiplied by zero, so NaN and
-  Inf inputs stay NaN.
+  to the output dtype, as in the reference. A dropped element is multiplied by zero, so a NaN
+  stays NaN and a dropped Inf becomes NaN, as in ``torch.nn.functional.dropout``.
 - kernels are launched with ``enable_fp_fusion=False``: Triton then emits separate ``mul.rn`` and
   ``add.rn`` instructions and runs ``ptxas --fmad=false``, so ``bias_dropout_add`` keeps the
   reference's three roundings (``t = x + bias``, ``y = t * m``, ``z = residual + y``) instead of a
@@ -47,7 +47,6 @@ Triton is imported on first use, never at import: dropkit works without Triton i
 from __future__ import annotations
 
 import math
-import os
 import struct
 import threading
 
@@ -96,8 +95,17 @@ def _import_triton() -> bool:
     return True
 
 
+def _require_triton() -> None:
+    if not _import_triton():
+        raise RuntimeError(
+            "dropkit's Triton backend needs the 'triton' package: pip install triton"
+        )
+
+
 def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
+    """Whether ``@triton.jit`` makes interpreted functions now (``TRITON_INTERPRET=1``, or
+    ``triton.knobs.runtime.interpret`` set in code): exactly what Triton itself consults."""
+    return bool(triton.knobs.runtime.interpret)
 
 
 def available() -> bool:
@@ -308,13 +316,10 @@ _jitted: dict[str, object] = {}
 def _load() -> dict[str, object]:
     """The decorated kernels, for the current ``TRITON_INTERPRET`` setting (see module doc)."""
     global _built_for
+    _require_triton()
     interpret = _interpreting()
     with _lock:
         if _built_for is not interpret:
-            if not _import_triton():
-                raise RuntimeError(
-                    "dropkit's Triton backend needs the 'triton' package: pip install triton"
-                )
             jitted = {name: triton.jit(fn) for name, fn in _SOURCES.items()}
             # Kernels find their helpers through the module's globals, as Triton resolves names.
             globals().update({name: jitted[name] for name in _SOURCES})
@@ -432,6 +437,7 @@ def apply_keep_mask(
     ``x`` must be contiguous; ``out``, if given, must be contiguous with ``x``'s shape, dtype and
     device (it may be ``x`` itself: each element is read before it is written, by the same thread).
     """
+    _require_triton()
     _check_float(x, "x")
     _check_device(x, "x")
     if not x.is_contiguous():
@@ -469,6 +475,7 @@ def stream_words(
 ) -> torch.Tensor:
     """Same contract as :func:`dropkit.rng.stream_words`: the words of elements ``0 .. numel-1``
     at ``offset``, as int64 in ``[0, 2**32)``, on ``device`` (default: the current CUDA device)."""
+    _require_triton()
     if isinstance(numel, bool) or not isinstance(numel, int) or numel < 0:
         raise ValueError(f"numel must be an integer >= 0, got {numel!r}")
     offset = _check_stream(numel, offset)
@@ -494,6 +501,7 @@ def normal(
     """Same contract as :func:`dropkit.rng.normal` (``offset`` counts variates), bit-identical to
     it on the same device: the uniforms come from Triton, the rest from the same torch operations.
     """
+    _require_triton()
     shape = tuple(shape)
     if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in shape):
         raise ValueError(f"shape must hold integers >= 0, got {shape}")
@@ -540,6 +548,7 @@ def bias_dropout_add(
     ``residual`` broadcasts to ``x``; ``out`` (optional) is contiguous with ``x``'s shape, dtype and
     device and may be ``x`` or ``residual``.
     """
+    _require_triton()
     _check_float(x, "x")
     _check_float(bias, "bias")
     _check_float(residual, "residual")
