@@ -70,7 +70,7 @@ def assert_same_bits(got: torch.Tensor, want: torch.Tensor) -> None:
 
 
 def special_values(x: torch.Tensor) -> torch.Tensor:
-    """``x`` with NaN, +-Inf, +-0 and the dtype's smallest subnormal and largest finite value."""
+    """``x`` with NaN, +-Inf, +-0, a subnormal and the largest finite value of its dtype."""
     x = x.clone()
     info = torch.finfo(x.dtype)
     values = [math.nan, math.inf, -math.inf, 0.0, -0.0, info.smallest_normal / 4, info.max, -1.5]
