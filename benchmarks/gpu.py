@@ -117,26 +117,37 @@ def routes_to_triton(dk_dropout, triton_gpu, x: torch.Tensor) -> bool:
     return bool(calls)
 
 
-def check_bits(triton_gpu, reference, rng, device: torch.device) -> list[str]:
-    """Triton vs the reference on ``device``: the failures, empty when bit-identical."""
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    ints = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    return torch.equal(a.view(ints[a.element_size()]), b.view(ints[b.element_size()]))
+
+
+def check_bits(
+    triton_gpu, reference, rng, device: torch.device, cases: list[tuple[int, int]]
+) -> list[str]:
+    """Triton vs the reference on ``device`` for ``(numel, offset)`` cases: the failures, empty
+    when every result is bit-identical."""
     failures = []
     threshold, scale = rng.keep_threshold(P), 1.0 / (1.0 - P)
-    for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
-        x = torch.randn(4099, device=device).to(dtype)
-        got = triton_gpu.apply_keep_mask(x, 11, 3, threshold, scale)
-        want = reference.apply_keep_mask(x, 11, 3, threshold, scale)
-        if not torch.equal(got, want):
-            failures.append(f"apply_keep_mask {dtype}")
-        bias, residual = torch.randn(4099, device=device).to(dtype), x.flip(0)
-        got = triton_gpu.bias_dropout_add(x, bias, residual, 5, 1, threshold, scale)
-        want = reference.bias_dropout_add(x, bias, residual, 5, 1, threshold, scale)
-        if not torch.equal(got, want):
-            failures.append(f"bias_dropout_add {dtype}")
+    for numel, offset in cases:
+        for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
+            x = torch.randn(numel, device=device).to(dtype)
+            got = triton_gpu.apply_keep_mask(x, 11, offset, threshold, scale)
+            want = reference.apply_keep_mask(x, 11, offset, threshold, scale)
+            if not same_bits(got, want):
+                failures.append(f"apply_keep_mask {dtype} numel={numel} offset={offset}")
+            bias, residual = torch.randn(numel, device=device).to(dtype), x.flip(0)
+            got = triton_gpu.bias_dropout_add(x, bias, residual, 5, offset, threshold, scale)
+            want = reference.bias_dropout_add(x, bias, residual, 5, offset, threshold, scale)
+            if not same_bits(got, want):
+                failures.append(f"bias_dropout_add {dtype} numel={numel} offset={offset}")
     words = triton_gpu.stream_words(1001, -3, 2**40 + 1, device)
     if not torch.equal(words.cpu(), rng.stream_words(1001, -3, 2**40 + 1)):
         failures.append("stream_words")
     normals = triton_gpu.normal((333,), 8, 5, device, torch.float32)
-    if not torch.equal(normals, rng.normal((333,), 8, 5, device, torch.float32)):
+    if not same_bits(normals, rng.normal((333,), 8, 5, device, torch.float32)):
         failures.append("normal")
     return failures
 
@@ -269,7 +280,9 @@ def main() -> int:
         f"{repeats} rounds, medians in ms"
     )
 
-    failures = check_bits(triton_gpu, reference, rng, device)
+    # Small and unaligned, then aligned (vector loads) and, on a GPU, many programs.
+    bit_cases = [(4099, 3), (4096 if args.check else 1 << 20, 0)]
+    failures = check_bits(triton_gpu, reference, rng, device, bit_cases)
     print("Triton vs reference on this device:", failures if failures else "bit-identical")
     probe = torch.randn(64, device=device)
     routed = routes_to_triton(dk_dropout, triton_gpu, probe)
