@@ -1,0 +1,604 @@
+"""The Triton backend: dropkit's stream and kernels for CUDA tensors, bit-identical to reference.
+
+Same contract as :mod:`dropkit.kernels.reference` (which defines the semantics bit for bit):
+:func:`apply_keep_mask`, :func:`stream_words`, :func:`normal` and :func:`bias_dropout_add`, plus
+:func:`available`. The stream is the one of :mod:`dropkit.rng` (Philox4x32-10, Salmon et al.,
+SC'11): element ``i`` at offset ``o`` reads word ``j % 4`` of the counter
+``(j // 4 & 0xffffffff, j // 4 >> 32, 0, 0)`` under the key ``(seed lo, seed hi)``, ``j = i + o``.
+
+Layout on the GPU. A program owns ``_GROUPS`` consecutive counters ``g`` (64-bit, split in two
+32-bit words) and evaluates Philox once per counter. It works on ``[_GROUPS, 4]`` blocks whose row
+``r`` is the four elements of counter ``r``, so each thread owns whole rows: the four words go to
+their elements without a shuffle through shared memory, and loads and stores are 16 bytes wide
+when the stream is aligned. The first program starts ``offset % 4`` elements before element 0
+(``SHIFT``, a compile-time constant: ``offset % 4 == 0`` keeps the vector loads; other shifts
+compile to 4-byte accesses and a layout change through shared memory). Every
+element index is masked to ``[0, numel)``. The result depends on nothing but
+``(seed, offset, index)``: not on the grid, the block size or the warp count.
+
+Exactness:
+
+- the multiplier is ``scale`` rounded once to the accumulation dtype (float64 for float64 inputs,
+  float32 otherwise), or 0; the product is formed in that dtype and rounded once (to nearest even)
+  to the output dtype, as in the reference. A dropped element is multiplied by zero, so a NaN
+  stays NaN and a dropped Inf becomes NaN, as in ``torch.nn.functional.dropout``.
+- kernels are launched with ``enable_fp_fusion=False``: Triton then emits separate ``mul.rn`` and
+  ``add.rn`` instructions and runs ``ptxas --fmad=false``, so ``bias_dropout_add`` keeps the
+  reference's three roundings (``t = x + bias``, ``y = t * m``, ``z = residual + y``) instead of a
+  fused multiply-add. (With fusion enabled, Triton's default, the same kernel compiles to
+  ``fma.rn.f32``.)
+- :func:`normal` computes the two uniforms of each variate in Triton (exact: a 24-bit integer
+  times ``2**-24`` in float64) and finishes with the very torch operations of
+  :func:`dropkit.rng.normal` on the same device, because Triton's ``log``/``cos`` (libdevice) are
+  not guaranteed to round like torch's.
+
+Philox is written out here with ``tl.umulhi`` (the same rounds as ``tl.philox``), not called
+through ``tl.philox``: Triton decides between compiling and interpreting (``TRITON_INTERPRET=1``)
+when a function is decorated with ``@triton.jit``, and ``tl.philox`` is decorated when ``triton`` is
+first imported, so it would follow the setting of whoever imported Triton first. This module
+decorates its kernels on first use and again whenever ``TRITON_INTERPRET`` has changed since, so the
+interpreter (CPU tensors, used by the tests) and the compiler (CUDA tensors) both work whatever the
+import order.
+
+Triton is imported on first use, never at import: dropkit works without Triton installed, and
+:func:`available` then says ``False``.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import threading
+
+import torch
+
+from dropkit import rng
+
+__all__ = [
+    "LAUNCH_OPTIONS",
+    "SUPPORTED_DTYPES",
+    "apply_keep_mask",
+    "available",
+    "bias_dropout_add",
+    "normal",
+    "stream_words",
+]
+
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+# Philox counters per program (4 elements each). Not tuned on a GPU: no GPU was available when
+# this backend was written (docs/design/gpu.md).
+_GROUPS = 256
+# Every launch passes these; ``enable_fp_fusion=False`` is what keeps the roundings of the
+# reference (see the module docstring; tests compile the kernels with it and read the PTX).
+LAUNCH_OPTIONS = {"num_warps": 4, "enable_fp_fusion": False}
+
+_STREAM_END = 2**63  # j = i + offset must stay a non-negative int64
+_THRESHOLD_MAX = 2**32
+
+# Bound on first use by _load(); the kernel bodies below read them as globals.
+triton = None
+tl = None
+_lock = threading.Lock()
+_built_for: bool | None = None  # the TRITON_INTERPRET setting the kernels were decorated under
+
+
+def _import_triton() -> bool:
+    global triton, tl
+    if triton is None:
+        try:
+            import triton as triton_module
+            import triton.language as language
+        except ImportError:
+            return False
+        triton, tl = triton_module, language
+    return True
+
+
+def _require_triton() -> None:
+    if not _import_triton():
+        raise RuntimeError(
+            "dropkit's Triton backend needs the 'triton' package: pip install triton"
+        )
+
+
+def _interpreting() -> bool:
+    """Whether ``@triton.jit`` makes interpreted functions now (``TRITON_INTERPRET=1``, or
+    ``triton.knobs.runtime.interpret`` set in code): exactly what Triton itself consults."""
+    return bool(triton.knobs.runtime.interpret)
+
+
+def available() -> bool:
+    """Whether this backend can run: Triton importable and a CUDA device present, or Triton's
+    interpreter switched on (``TRITON_INTERPRET=1``, which runs the kernels on CPU tensors)."""
+    if not _import_triton():
+        return False
+    return _interpreting() or torch.cuda.is_available()
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels, written in Triton's language. They are plain functions until _load() decorates them
+# (and binds ``tl``), so that importing this module needs no Triton.
+# --------------------------------------------------------------------------------------------
+
+
+def _philox(c0, c1, c2, c3, k0, k1):
+    """Philox4x32-10 of the counter ``(c0, c1, c2, c3)`` under the key ``(k0, k1)``, all uint32
+    (blocks or scalars); the four output words. The round of :func:`dropkit.rng.philox4x32_torch`.
+    """
+    # Triton's interpreter types scalar arguments by value, not by annotation: cast explicitly.
+    c0 = c0.to(tl.uint32)
+    c1 = c1.to(tl.uint32)
+    c2 = c2.to(tl.uint32)
+    c3 = c3.to(tl.uint32)
+    k0 = k0.to(tl.uint32)
+    k1 = k1.to(tl.uint32)
+    for _ in tl.static_range(10):
+        # 32x32 -> 64-bit products as (high, low) words; every sum and product wraps mod 2**32.
+        hi0 = tl.umulhi(c0, 0xD2511F53)
+        lo0 = tl.mul(c0, 0xD2511F53, sanitize_overflow=False)
+        hi1 = tl.umulhi(c2, 0xCD9E8D57)
+        lo1 = tl.mul(c2, 0xCD9E8D57, sanitize_overflow=False)
+        c0 = hi1 ^ c1 ^ k0
+        c1 = lo1
+        c2 = hi0 ^ c3 ^ k1
+        c3 = lo0
+        k0 = tl.add(k0, 0x9E3779B9, sanitize_overflow=False)
+        k1 = tl.add(k1, 0xBB67AE85, sanitize_overflow=False)
+    return c0, c1, c2, c3
+
+
+def _element_index(
+    SHIFT: tl.constexpr, GROUPS: tl.constexpr, WIDE: tl.constexpr, PER: tl.constexpr
+):
+    """This program's item indices as a ``[GROUPS, PER]`` block: row ``r`` holds the ``PER`` items
+    of its Philox counter (4 stream words, or 2 normal variates), ``SHIFT`` items before item 0 for
+    the first program. 2-D, so each thread owns whole rows: no shuffle between the Philox words and
+    the loads, and 16-byte loads and stores where ``SHIFT == 0``."""
+    if WIDE:
+        start = tl.program_id(0).to(tl.int64) * (PER * GROUPS)
+    else:
+        start = tl.program_id(0) * (PER * GROUPS)
+    return start - SHIFT + PER * tl.arange(0, GROUPS)[:, None] + tl.arange(0, PER)[None, :]
+
+
+def _counters(k0, k1, first_group, GROUPS: tl.constexpr):
+    """The four Philox words of this program's ``GROUPS`` counters, each a ``[GROUPS, 1]`` block."""
+    first = first_group.to(tl.int64) + tl.program_id(0).to(tl.int64) * GROUPS
+    g = first + tl.arange(0, GROUPS)[:, None]  # the 64-bit counter index j // 4, >= 0
+    zero = tl.full(g.shape, 0, tl.uint32)
+    return _philox(g & 0xFFFFFFFF, g >> 32, zero, zero, k0, k1)
+
+
+def _stream_block(k0, k1, first_group, GROUPS: tl.constexpr):
+    """The stream words of this program's elements, a ``[GROUPS, 4]`` block in element order."""
+    w0, w1, w2, w3 = _counters(k0, k1, first_group, GROUPS)
+    lane = tl.arange(0, 4)[None, :]
+    return tl.where(lane == 0, w0, tl.where(lane == 1, w1, tl.where(lane == 2, w2, w3)))
+
+
+def _multiplier(words, threshold, scale_bits, ACC: tl.constexpr):
+    """``scale`` (passed as the int64 bits of a float64, rounded once to ``ACC``) where the word
+    is ``>= threshold``, else 0. The bits travel as an integer because a Python float argument is
+    a float32 in Triton's interpreter and a float64 only where annotated in compiled code."""
+    keep = words.to(tl.int64) >= threshold.to(tl.int64)
+    scale = scale_bits.to(tl.int64).to(tl.float64, bitcast=True).to(ACC)
+    return tl.where(keep, scale, tl.full(words.shape, 0.0, ACC))
+
+
+def _widen(v, ACC: tl.constexpr):
+    """``v`` in the accumulation dtype, exactly. bfloat16 widens through its bits: Triton's
+    interpreter converts bfloat16 with its own (inexact) float emulation."""
+    if v.dtype == tl.bfloat16:
+        bits = v.to(tl.uint16, bitcast=True).to(tl.uint32) << 16
+        return bits.to(tl.float32, bitcast=True).to(ACC)
+    return v.to(ACC)
+
+
+def _narrow(v, DST: tl.constexpr):
+    """``v`` rounded once, to nearest even, to ``DST``. float32 -> bfloat16 rounds on the bits (as
+    torch does): Triton's interpreter truncates instead, while the GPU's ``cvt.rn`` rounds; the
+    integer form gives the same bits in both. NaN stays a quiet NaN."""
+    if tl.bfloat16 == DST:
+        bits = v.to(tl.uint32, bitcast=True)
+        rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+        is_nan = (bits & 0x7FFFFFFF) > 0x7F800000
+        half = tl.where(is_nan, (bits >> 16) | 0x40, rounded)
+        return half.to(tl.uint16).to(tl.bfloat16, bitcast=True)
+    return v.to(DST)
+
+
+def _words_kernel(
+    out_ptr,
+    n: tl.int64,
+    k0: tl.uint32,
+    k1: tl.uint32,
+    first_group: tl.int64,
+    SHIFT: tl.constexpr,
+    GROUPS: tl.constexpr,
+    WIDE: tl.constexpr,
+):
+    words = _stream_block(k0, k1, first_group, GROUPS)
+    i = _element_index(SHIFT, GROUPS, WIDE, 4)
+    inside = (i >= 0) & (i < n)
+    tl.store(out_ptr + i, words.to(tl.int64), mask=inside)
+
+
+def _keep_mask_kernel(
+    x_ptr,
+    out_ptr,
+    n: tl.int64,
+    k0: tl.uint32,
+    k1: tl.uint32,
+    first_group: tl.int64,
+    threshold: tl.int64,
+    scale_bits: tl.int64,
+    SHIFT: tl.constexpr,
+    GROUPS: tl.constexpr,
+    WIDE: tl.constexpr,
+    ACC: tl.constexpr,
+):
+    words = _stream_block(k0, k1, first_group, GROUPS)
+    i = _element_index(SHIFT, GROUPS, WIDE, 4)
+    inside = (i >= 0) & (i < n)
+    multiplier = _multiplier(words, threshold, scale_bits, ACC)
+    x = tl.load(x_ptr + i, mask=inside)
+    y = _widen(x, ACC) * multiplier
+    tl.store(out_ptr + i, _narrow(y, out_ptr.dtype.element_ty), mask=inside)
+
+
+def _bias_dropout_add_kernel(
+    x_ptr,
+    bias_ptr,
+    residual_ptr,
+    out_ptr,
+    n: tl.int64,
+    bias_n: tl.int64,
+    k0: tl.uint32,
+    k1: tl.uint32,
+    first_group: tl.int64,
+    threshold: tl.int64,
+    scale_bits: tl.int64,
+    SHIFT: tl.constexpr,
+    GROUPS: tl.constexpr,
+    WIDE: tl.constexpr,
+    ACC: tl.constexpr,
+):
+    words = _stream_block(k0, k1, first_group, GROUPS)
+    i = _element_index(SHIFT, GROUPS, WIDE, 4)
+    inside = (i >= 0) & (i < n)
+    multiplier = _multiplier(words, threshold, scale_bits, ACC)
+    x = _widen(tl.load(x_ptr + i, mask=inside), ACC)
+    if WIDE:
+        column = i % bias_n
+    else:
+        column = i % bias_n.to(tl.int32)  # a 32-bit remainder is much cheaper on a GPU
+    bias = _widen(tl.load(bias_ptr + column, mask=inside), ACC)
+    residual = _widen(tl.load(residual_ptr + i, mask=inside), ACC)
+    # Three roundings in the reference's order; the launch forbids contracting them (no FMA).
+    t = x + bias
+    y = t * multiplier
+    z = residual + y
+    tl.store(out_ptr + i, _narrow(z, out_ptr.dtype.element_ty), mask=inside)
+
+
+def _uniforms_kernel(
+    u1_ptr,
+    u2_ptr,
+    n: tl.int64,
+    k0: tl.uint32,
+    k1: tl.uint32,
+    first_group: tl.int64,
+    SHIFT: tl.constexpr,
+    GROUPS: tl.constexpr,
+    WIDE: tl.constexpr,
+):
+    """Box-Muller uniforms of variates: variate ``v`` reads words ``2 v, 2 v + 1`` of the stream
+    (a counter holds two variates); ``SHIFT`` is in variates here (0 or 1)."""
+    w0, w1, w2, w3 = _counters(k0, k1, first_group, GROUPS)
+    second_pair = tl.arange(0, 2)[None, :] == 1
+    first = tl.where(second_pair, w2, w0)
+    second = tl.where(second_pair, w3, w1)
+    v = _element_index(SHIFT, GROUPS, WIDE, 2)
+    inside = (v >= 0) & (v < n)
+    u1 = ((first >> 8) + 1).to(tl.float64) * 5.9604644775390625e-08  # 2**-24, exact
+    u2 = (second >> 8).to(tl.float64) * 5.9604644775390625e-08
+    tl.store(u1_ptr + v, u1, mask=inside)
+    tl.store(u2_ptr + v, u2, mask=inside)
+
+
+_HELPERS = (_philox, _element_index, _counters, _stream_block, _multiplier, _widen, _narrow)
+_KERNELS = (_words_kernel, _keep_mask_kernel, _bias_dropout_add_kernel, _uniforms_kernel)
+_SOURCES = {fn.__name__: fn for fn in _HELPERS + _KERNELS}
+_jitted: dict[str, object] = {}
+
+
+def _load() -> dict[str, object]:
+    """The decorated kernels, for the current ``TRITON_INTERPRET`` setting (see module doc)."""
+    global _built_for
+    _require_triton()
+    interpret = _interpreting()
+    with _lock:
+        if _built_for is not interpret:
+            jitted = {name: triton.jit(fn) for name, fn in _SOURCES.items()}
+            # Kernels find their helpers through the module's globals, as Triton resolves names.
+            globals().update({name: jitted[name] for name in _SOURCES})
+            _jitted.clear()
+            _jitted.update(jitted)
+            _built_for = interpret
+        return dict(_jitted)
+
+
+# --------------------------------------------------------------------------------------------
+# Argument checks, one place for every entry point.
+# --------------------------------------------------------------------------------------------
+
+
+def _check_device(t: torch.Tensor, name: str) -> None:
+    if t.device.type == "cuda" or (t.device.type == "cpu" and _interpreting()):
+        return
+    raise ValueError(
+        f"triton_gpu: {name} must be a CUDA tensor (or a CPU tensor under TRITON_INTERPRET=1), "
+        f"got device {t.device}"
+    )
+
+
+def _check_target(device: torch.device) -> None:
+    if device.type == "cuda" or (device.type == "cpu" and _interpreting()):
+        return
+    raise ValueError(
+        "triton_gpu: device must be a CUDA device (or the CPU under TRITON_INTERPRET=1), "
+        f"got {device}"
+    )
+
+
+def _check_float(t: torch.Tensor, name: str) -> None:
+    if t.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(
+            f"triton_gpu: {name} must have a dtype in {SUPPORTED_DTYPES}, got {t.dtype}"
+        )
+
+
+def _check_stream(numel: int, offset: int, what: str = "offset") -> int:
+    """``offset`` as an int with ``offset + numel <= 2**63`` (the int64 stream index range)."""
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"{what} must be an integer >= 0, got {offset!r}")
+    if offset + numel > _STREAM_END:
+        raise ValueError(
+            f"{what} + numel must be <= 2**63 (the stream index is an int64), got {what}={offset} "
+            f"with numel={numel}"
+        )
+    return offset
+
+
+def _check_threshold(threshold: int) -> int:
+    if isinstance(threshold, bool) or not isinstance(threshold, int):
+        raise TypeError(f"threshold must be an int, got {type(threshold).__name__}")
+    if not 0 <= threshold <= _THRESHOLD_MAX:
+        raise ValueError(f"threshold must lie in [0, 2**32], got {threshold}")
+    return threshold
+
+
+def _check_out(out: torch.Tensor, x: torch.Tensor) -> None:
+    if out.dtype != x.dtype or out.shape != x.shape or out.device != x.device:
+        raise ValueError(
+            f"out must match x: got {out.dtype} {tuple(out.shape)} on {out.device} for "
+            f"{x.dtype} {tuple(x.shape)} on {x.device}"
+        )
+    if not out.is_contiguous():
+        raise ValueError("triton_gpu: out must be contiguous")
+
+
+def _stream_launch(numel: int, offset: int, elements_per_counter: int = 4) -> dict[str, object]:
+    """Grid and stream arguments for ``numel`` items starting at item ``offset`` of a stream with
+    ``elements_per_counter`` items per Philox counter (4 words, or 2 normal variates)."""
+    shift = offset % elements_per_counter
+    counters = (shift + numel + elements_per_counter - 1) // elements_per_counter
+    programs = (counters + _GROUPS - 1) // _GROUPS
+    return {
+        "grid": (programs,),
+        "first_group": offset // elements_per_counter,
+        "SHIFT": shift,
+        "GROUPS": _GROUPS,
+        "WIDE": programs * elements_per_counter * _GROUPS >= 2**31,
+    }
+
+
+def _float64_bits(value: float) -> int:
+    """The bits of ``float(value)`` as a signed int64 (how a scale reaches the kernels)."""
+    return struct.unpack("<q", struct.pack("<d", float(value)))[0]
+
+
+def _launch(kernel_name: str, grid, *args, dtype: torch.dtype | None = None, **kwargs) -> None:
+    """Launch a kernel; ``dtype`` (the input's) selects its accumulation dtype ``ACC``."""
+    kernel = _load()[kernel_name]
+    if dtype is not None:  # float64 for float64 inputs, float32 for the others (the reference's)
+        kwargs["ACC"] = tl.float64 if dtype == torch.float64 else tl.float32
+    kernel[grid](*args, **kwargs, **LAUNCH_OPTIONS)
+
+
+# --------------------------------------------------------------------------------------------
+# The contract.
+# --------------------------------------------------------------------------------------------
+
+
+def apply_keep_mask(
+    x: torch.Tensor,
+    seed: int,
+    offset: int,
+    threshold: int,
+    scale: float,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Same contract as :func:`dropkit.kernels.reference.apply_keep_mask` (without ``mask_shape``):
+    ``out = x * (scale if word(i + offset) >= threshold else 0)``, formed in the accumulation
+    dtype and rounded once.
+
+    ``x`` must be contiguous; ``out``, if given, must be contiguous with ``x``'s shape, dtype and
+    device (it may be ``x`` itself: each element is read before it is written, by the same thread).
+    """
+    _require_triton()
+    _check_float(x, "x")
+    _check_device(x, "x")
+    if not x.is_contiguous():
+        raise ValueError("triton_gpu.apply_keep_mask: x must be contiguous")
+    n = x.numel()
+    offset = _check_stream(n, offset)
+    threshold = _check_threshold(threshold)
+    if out is None:
+        out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    else:
+        _check_out(out, x)
+    if n == 0:
+        return out
+    k0, k1 = rng.split_seed(seed)
+    launch = _stream_launch(n, offset)
+    grid = launch.pop("grid")
+    _launch(
+        "_keep_mask_kernel",
+        grid,
+        x.detach(),
+        out.detach(),
+        n,
+        k0,
+        k1,
+        threshold=threshold,
+        scale_bits=_float64_bits(scale),
+        dtype=x.dtype,
+        **launch,
+    )
+    return out
+
+
+def stream_words(
+    numel: int, seed: int, offset: int = 0, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Same contract as :func:`dropkit.rng.stream_words`: the words of elements ``0 .. numel-1``
+    at ``offset``, as int64 in ``[0, 2**32)``, on ``device`` (default: the current CUDA device)."""
+    _require_triton()
+    if isinstance(numel, bool) or not isinstance(numel, int) or numel < 0:
+        raise ValueError(f"numel must be an integer >= 0, got {numel!r}")
+    offset = _check_stream(numel, offset)
+    target = torch.device("cuda") if device is None else torch.device(device)
+    _check_target(target)
+    out = torch.empty(numel, dtype=torch.int64, device=target)
+    if numel == 0:
+        return out
+    k0, k1 = rng.split_seed(seed)
+    launch = _stream_launch(numel, offset)
+    grid = launch.pop("grid")
+    _launch("_words_kernel", grid, out, numel, k0, k1, **launch)
+    return out
+
+
+def normal(
+    shape: tuple[int, ...] | torch.Size,
+    seed: int,
+    offset: int = 0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Same contract as :func:`dropkit.rng.normal` (``offset`` counts variates), bit-identical to
+    it on the same device: the uniforms come from Triton, the rest from the same torch operations.
+    """
+    _require_triton()
+    shape = tuple(shape)
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in shape):
+        raise ValueError(f"shape must hold integers >= 0, got {shape}")
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    numel = math.prod(shape)
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"offset must be an integer >= 0, got {offset!r}")
+    # Variate k reads stream words 2k, 2k+1: the word range must fit the int64 stream index.
+    if 2 * (offset + numel) > _STREAM_END:
+        raise ValueError(
+            f"offset + numel must be <= 2**62 for normal variates (two stream words each), "
+            f"got offset={offset} with numel={numel}"
+        )
+    target = torch.device("cuda") if device is None else torch.device(device)
+    _check_target(target)
+    u1 = torch.empty(numel, dtype=torch.float64, device=target)
+    u2 = torch.empty(numel, dtype=torch.float64, device=target)
+    if numel:
+        k0, k1 = rng.split_seed(seed)
+        launch = _stream_launch(numel, offset, elements_per_counter=2)
+        grid = launch.pop("grid")
+        _launch("_uniforms_kernel", grid, u1, u2, numel, k0, k1, **launch)
+    # The reference's own operations, in its order (dropkit.rng.normal).
+    z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
+    return z.to(dtype).reshape(shape)
+
+
+def bias_dropout_add(
+    x: torch.Tensor,
+    bias: torch.Tensor,
+    residual: torch.Tensor,
+    seed: int,
+    offset: int,
+    threshold: int,
+    scale: float,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Same contract as :func:`dropkit.kernels.reference.bias_dropout_add`, in one pass:
+    ``out = residual + (x + bias) * multiplier`` with the reference's three roundings and no FMA.
+
+    ``x`` must be contiguous; ``bias`` broadcasts to ``x`` (usually ``(hidden,)``, read with period
+    ``bias.numel()`` when it is ``x``'s trailing shape; any other broadcast is expanded first);
+    ``residual`` broadcasts to ``x``; ``out`` (optional) is contiguous with ``x``'s shape, dtype and
+    device and may be ``x`` or ``residual``.
+    """
+    _require_triton()
+    _check_float(x, "x")
+    _check_float(bias, "bias")
+    _check_float(residual, "residual")
+    for name, t in (("x", x), ("bias", bias), ("residual", residual)):
+        _check_device(t, name)
+        if t.device != x.device:
+            raise ValueError(f"{name} must be on x's device {x.device}, got {t.device}")
+    if not x.is_contiguous():
+        raise ValueError("triton_gpu.bias_dropout_add: x must be contiguous")
+    for name, t in (("bias", bias), ("residual", residual)):
+        try:
+            broadcast = torch.broadcast_shapes(t.shape, x.shape)
+        except RuntimeError:
+            broadcast = None
+        if broadcast != x.shape:
+            raise ValueError(
+                f"{name} of shape {tuple(t.shape)} does not broadcast to x's shape {tuple(x.shape)}"
+            )
+    n = x.numel()
+    offset = _check_stream(n, offset)
+    threshold = _check_threshold(threshold)
+    if out is None:
+        out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    else:
+        _check_out(out, x)
+    if n == 0:
+        return out
+    trailing = bias.shape[next((d for d, s in enumerate(bias.shape) if s != 1), bias.dim()) :]
+    if bias.numel() > 0 and tuple(trailing) == tuple(x.shape[x.dim() - len(trailing) :]):
+        bias_flat = bias.detach().reshape(-1).contiguous()  # periodic: element i reads i % numel
+    else:
+        bias_flat = bias.detach().expand(x.shape).contiguous().reshape(-1)
+    residual_flat = residual.detach().expand(x.shape).contiguous()
+    k0, k1 = rng.split_seed(seed)
+    launch = _stream_launch(n, offset)
+    grid = launch.pop("grid")
+    _launch(
+        "_bias_dropout_add_kernel",
+        grid,
+        x.detach(),
+        bias_flat,
+        residual_flat,
+        out.detach(),
+        n,
+        bias_flat.numel(),
+        k0,
+        k1,
+        threshold=threshold,
+        scale_bits=_float64_bits(scale),
+        dtype=x.dtype,
+        **launch,
+    )
+    return out
