@@ -1,0 +1,184 @@
+"""The mask methods, each a declaration of its multiplier for :class:`~dropkit.ops.MaskOp`.
+
+Every multiplier reads the stream through the backend contract (:mod:`dropkit.kernels`) over the
+mask's *logical* row-major elements, so the same seed gives the same mask whatever ``x``'s layout.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dropkit import kernels, rng
+from dropkit.kernels.reference import accumulation_dtype
+from dropkit.ops._factory import MaskOp
+
+__all__ = ["ALPHA", "BLOCKS", "BRANCHES", "HOLES", "KEEP", "NORMAL_NOISE", "WORDS", "keep_multiplier"]
+
+
+def keep_multiplier(shape, seed: int, offset: int, threshold: int, scale: float, dtype, device):
+    """``scale`` where the stream word of a mask element is ``>= threshold``, else 0 (``shape``;
+    the fast backend's one pass over a tensor of ones: ``1 * scale`` is exact)."""
+    ones = torch.ones(shape, dtype=dtype, device=device)
+    return kernels.apply_keep_mask(ones, seed, offset, threshold, scale, out=ones)
+
+
+# -- keep-and-scale: dropout, broadcast / channel / locked dropout, drop-path, stochastic depth ----
+def _keep(x, seed, offset, threshold, scale, mask_shape):
+    acc = accumulation_dtype(x.dtype)
+    return keep_multiplier(mask_shape, seed, offset, threshold, scale, acc, x.device), None
+
+
+def _keep_fused(x, seed, offset, affine, threshold, scale, mask_shape, out=None):
+    if list(x.shape) != list(mask_shape):
+        return NotImplemented
+    return kernels.apply_keep_mask(x, seed, offset, threshold, scale, out=out)
+
+
+#: ``x * scale * [word >= threshold]``, the mask over ``mask_shape`` (rank of ``x``) broadcast.
+KEEP = MaskOp("keep", "int threshold, float scale, int[] mask_shape", _keep, fused=_keep_fused)
+
+
+# -- alpha dropout: the affine pair (a m, kept_shift or dropped_value) ------------------------------
+def _alpha(x, seed, offset, threshold, a, kept_shift, dropped_value, mask_shape):
+    mult, _ = _keep(x, seed, offset, threshold, a, mask_shape)
+    shift = torch.where(
+        mult != 0,
+        torch.tensor(kept_shift, dtype=mult.dtype, device=x.device),
+        torch.tensor(dropped_value, dtype=mult.dtype, device=x.device),
+    )
+    return mult, shift
+
+
+def _alpha_fused(x, seed, offset, affine, threshold, a, kept_shift, dropped_value, mask_shape,
+                 out=None):  # fmt: skip
+    if affine:
+        return NotImplemented
+    # The gradient, x * a m: the keep-and-scale kernel in one pass.
+    return _keep_fused(x, seed, offset, False, threshold, a, mask_shape, out)
+
+
+#: Alpha dropout's affine map: ``a x + kept_shift`` where kept, ``dropped_value`` where dropped;
+#: gradient ``a m``.
+ALPHA = MaskOp(
+    "alpha", "int threshold, float a, float kept_shift, float dropped_value, int[] mask_shape",
+    _alpha, fused=_alpha_fused,
+)  # fmt: skip
+
+
+# -- Gaussian (multiplicative) noise -------------------------------------------------------------
+def _normal(x, seed, offset, std):
+    z = kernels.normal(tuple(x.shape), seed, offset, device=x.device, dtype=torch.float64)
+    return (1.0 + std * z).to(accumulation_dtype(x.dtype)), None
+
+
+#: ``x * (1 + std z)``, ``z`` the stream's standard normals (variate ``i`` at words 2(i+offset)).
+NORMAL_NOISE = MaskOp("normal_noise", "float std", _normal)
+
+
+# -- DropBlock: grown blocks --------------------------------------------------------------------
+def _grow(seeds: torch.Tensor, sizes: list[int], anchors: list[int]) -> torch.Tensor:
+    """Blocks ``[i - a, i - a + k)`` around every seed ``i`` (per spatial dimension), clipped to
+    the map: a separable dilation by shifted ORs (about twice as fast on the CPU as a stride-1
+    max-pool of the padded seed map, which computes the same mask)."""
+    out = seeds
+    for d, (k, a) in enumerate(zip(sizes, anchors)):
+        dim = 2 + d
+        length = out.shape[dim]
+        size = list(out.shape)
+        size[dim] += k - 1
+        grown = torch.zeros(size, dtype=torch.bool, device=seeds.device)
+        for shift in range(k):
+            grown.narrow(dim, shift, length).logical_or_(out)
+        out = grown.narrow(dim, a, length)
+    return out
+
+
+def _blocks(x, seed, offset, threshold, sizes, per_channel, clip, normalize, eps, noise):
+    n, c, spatial = x.shape[0], x.shape[1], list(x.shape[2:])
+    acc = accumulation_dtype(x.dtype)
+    seed_shape = [n, c if per_channel else 1, *spatial]
+    # A seed is a word that is *not* kept at the threshold round(gamma * 2**32).
+    not_seed = keep_multiplier(seed_shape, seed, offset, threshold, 1.0, torch.float32, x.device)
+    seeds = not_seed == 0
+    anchors = [k // 2 for k in sizes]
+    if not clip:  # seeds only where the whole block fits in the map
+        region = torch.zeros_like(seeds)
+        index = (slice(None), slice(None)) + tuple(
+            slice(a, a + s - k + 1) for s, k, a in zip(spatial, sizes, anchors)
+        )
+        region[index] = True
+        seeds &= region
+    keep = (~_grow(seeds, sizes, anchors)).to(acc)
+    if noise:
+        words = n * seed_shape[1] * keep[0, 0].numel()
+        z = kernels.normal(tuple(x.shape), seed, (offset + words + 1) // 2, x.device, acc)
+        return keep, z * (1 - keep)
+    repeat = 1 if per_channel else c  # a shared mask counts once per channel of x
+    if normalize == "sample":
+        kept = keep.reshape(n, -1).sum(1) * repeat
+        scale = (keep[0].numel() * repeat / (eps + kept)).reshape(n, *([1] * (x.dim() - 1)))
+        keep.mul_(scale)
+    elif normalize == "batch":
+        keep.mul_(keep.numel() * repeat / (eps + keep.sum() * repeat))
+    return keep, None
+
+
+#: DropBlock's ``x * M * s`` (or, with ``noise``, ``x * M + z (1 - M)``); see
+#: :func:`dropkit.functional.drop_block2d` for the stream layout.
+BLOCKS = MaskOp(
+    "blocks",
+    "int threshold, int[] sizes, bool per_channel, bool clip, str normalize, float eps, bool noise",
+    _blocks,
+)
+
+
+# -- Cutout: square holes filled with a value ------------------------------------------------------
+def _holes(x, seed, offset, size, n_holes, fill):
+    batch_shape = x.shape if x.dim() == 4 else (1, *x.shape)
+    n, _, h, w = batch_shape
+    u = kernels.stream_words(n * n_holes * 2, seed, offset, x.device).reshape(n, n_holes, 2)
+    u = (u >> 8).double() * 2.0**-24
+    top = (u[..., 0] * h).floor().long() - size // 2
+    left = (u[..., 1] * w).floor().long() - size // 2
+    rows = torch.arange(h, device=x.device)
+    cols = torch.arange(w, device=x.device)
+    in_rows = (rows >= top[..., None]) & (rows < top[..., None] + size)  # (n, holes, h)
+    in_cols = (cols >= left[..., None]) & (cols < left[..., None] + size)
+    holes = (in_rows[..., :, None] & in_cols[..., None, :]).any(1)  # (n, h, w)
+    keep = ~holes[:, None]
+    keep = keep if x.dim() == 4 else keep[0]
+    return keep, torch.tensor(fill, dtype=x.dtype, device=x.device)
+
+
+#: Cutout: ``where(outside the holes, x, fill)``.
+HOLES = MaskOp("holes", "int size, int n_holes, float fill", _holes, select=True)
+
+
+# -- embedding dropout: the mask of word types, looked up by id -------------------------------------
+def _words(x, seed, offset, ids, threshold, scale):
+    acc = accumulation_dtype(x.dtype)
+    keep = rng.stream_words_at(ids, seed, offset) >= threshold
+    zero = torch.tensor(0.0, dtype=acc, device=x.device)
+    return torch.where(keep, torch.tensor(scale, dtype=acc, device=x.device), zero)[..., None], None
+
+
+#: ``x[..., d] * scale * [word(ids[...] + offset) >= threshold]`` for embeddings ``x``.
+WORDS = MaskOp("words", "Tensor ids, int threshold, float scale", _words)
+
+
+# -- FractalNet's branch drop: weights of a mean over the kept branches ----------------------------
+def _branches(x, seed, offset, threshold):
+    k, n = x.shape[0], x.shape[1]
+    words = kernels.stream_words(n * (k + 1), seed, offset, x.device).reshape(n, k + 1)
+    keep = words[:, :k] >= threshold
+    fallback = ((words[:, k] >> 8).to(torch.float64) * 2.0**-24 * k).long()
+    none_kept = ~keep.any(1)
+    keep[none_kept, fallback[none_kept]] = True
+    acc = accumulation_dtype(x.dtype)
+    weights = keep.to(acc) / keep.sum(1, keepdim=True).to(acc)  # (N, K)
+    return weights.t().reshape(k, n, *([1] * (x.dim() - 2))), None
+
+
+#: Stacked branches ``(K, N, ...)`` times the weights of sample ``n``'s kept branches (their sum
+#: over dim 0 is the join).
+BRANCHES = MaskOp("branches", "int threshold", _branches)
