@@ -21,8 +21,9 @@ MODES = ("batch", "row")
 
 
 def check_drop_path_args(p, name: str, op: str, mode: str | None = None) -> float:
-    """The drop probability of :func:`drop_path` / :func:`stochastic_depth` (and its ``mode``)."""
-    p = check_probability(p, name, op=op, what="drop probability")
+    """The drop probability of :func:`drop_path` / :func:`stochastic_depth` (and its ``mode``):
+    named ``drop_prob`` (timm's name) or "drop probability" (torchvision's message)."""
+    p = check_probability(p, name, op=op, what="drop probability" if name == "p" else name)
     if mode is not None and mode not in MODES:
         # torchvision's wording
         raise ValueError(f"mode has to be either 'batch' or 'row', but got {mode}")

@@ -15,7 +15,7 @@ __all__ = ["check_gaussian_p", "gaussian_dropout"]
 
 def check_gaussian_p(p) -> float:
     """``p`` in [0, 1) (``p = 1`` would mean infinite variance)."""
-    return check_probability(p, op="gaussian_dropout", closed=False)
+    return check_probability(p, op="gaussian_dropout", what="gaussian_dropout: p", closed=False)
 
 
 @overridable

@@ -56,8 +56,10 @@ def check_probability(
     "<what> has to be between 0 and 1, but got <p>"; anything else a ``TypeError``.
     """
     value = _real(p, name, op)
-    upper = "1" if closed else "1 (exclusive)"
-    message = f"{what} has to be between 0 and {upper}, but got {value}"
+    if closed:
+        message = f"{what} has to be between 0 and 1, but got {value}"
+    else:
+        message = f"{what} has to be in [0, 1), but got {value}"
     if math.isnan(value):
         raise RuntimeError(message)
     if not (0.0 <= value <= 1.0) or (not closed and value == 1.0):
@@ -120,11 +122,13 @@ def check_tensor(input, op: str, name: str = "input", position: int = 1) -> torc
 
 
 def check_tensors(values, op: str, name: str) -> list[torch.Tensor]:
-    if not isinstance(values, (list, tuple)) or not values:
+    if not isinstance(values, (list, tuple)):
         raise TypeError(
             f"{op}(): argument '{name}' must be a non-empty list or tuple of tensors, "
             f"got {type(values).__name__}"
         )
+    if not values:
+        raise ValueError(f"{op}(): argument '{name}' must be a non-empty list of tensors, got []")
     for index, value in enumerate(values):
         if not isinstance(value, torch.Tensor):
             raise TypeError(
