@@ -81,7 +81,7 @@ def _moment_matching(mean, var, activation, samples, seed_t, offset, batched):
         for z0 in range(0, samples, z_chunk):
             z1 = min(samples, z0 + z_chunk)
             first = offset + r0 * samples * units + z0 * units
-            z = _ops.NORMAL(mean, seed_t, first, [r1 - r0, z1 - z0, units])
+            z = _ops.NORMAL(mean.detach(), seed_t, first, [r1 - r0, z1 - z0, units])
             total = total + activation(mu[r0:r1] + std[r0:r1] * z).sum(1)
         parts.append(total)
     return (torch.cat(parts) / samples).reshape(mean.shape)

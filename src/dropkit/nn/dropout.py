@@ -7,7 +7,7 @@ import torch
 from dropkit import functional as F
 from dropkit.nn._base import DropoutBase
 
-__all__ = ["Dropout"]
+__all__ = ["BiasDropoutAdd", "Dropout"]
 
 
 class Dropout(DropoutBase):
@@ -26,3 +26,30 @@ class Dropout(DropoutBase):
         return F.dropout(
             input, self.p, self.training, self.inplace, mode=self.mode, **self._random_kwargs()
         )
+
+
+class BiasDropoutAdd(DropoutBase):
+    r"""``residual + dropout(x + bias)`` in one pass (:func:`dropkit.functional.bias_dropout_add`,
+    Megatron-LM's fused bias-dropout-add). ``forward(x, bias, residual)``; evaluation gives
+    ``residual + x + bias``. Only the inverted mode exists (the residual stream is not rescaled).
+
+    Shape: ``x`` and ``residual`` ``(*, H)``, ``bias`` broadcastable to ``x`` (usually ``(H,)``).
+    """
+
+    def __init__(
+        self,
+        p: float = 0.5,
+        *,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(p, False, generator=generator, seed=seed)
+
+    def forward(
+        self, x: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor
+    ) -> torch.Tensor:
+        return F.bias_dropout_add(x, bias, residual, self.p, self.training,
+                                  **self._random_kwargs())  # fmt: skip
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}{self._seed_repr()}"

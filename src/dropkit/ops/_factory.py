@@ -228,10 +228,10 @@ class MaskOp(StreamOp):
 def _relevant(args, kwargs) -> tuple:
     found = []
     for value in (*args, *kwargs.values()):
-        if isinstance(value, torch.Tensor):
+        if isinstance(value, (list, tuple)):
+            found.extend(v for v in value if hasattr(type(v), "__torch_function__"))
+        elif hasattr(type(value), "__torch_function__"):  # tensors, fx proxies, subclasses
             found.append(value)
-        elif isinstance(value, (list, tuple)):
-            found.extend(v for v in value if isinstance(v, torch.Tensor))
     return tuple(found)
 
 

@@ -61,7 +61,9 @@ def resolve_stream(
     must lie in the counter space.
     """
     offset = check_offset(offset)
-    words = mask_numel if words is None else words
+    # int(): under torch.jit.trace, numel() is a traced tensor; the trace is shape-specialised
+    mask_numel = int(mask_numel)
+    words = mask_numel if words is None else int(words)
     if seed is not None:
         if generator is not None:
             raise ValueError("pass either seed or generator, not both")
