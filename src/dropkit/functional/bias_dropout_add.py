@@ -51,7 +51,9 @@ def bias_dropout_add(
             f"{tuple(x.shape)} {x.dtype}, bias {tuple(bias.shape)} {bias.dtype}, residual "
             f"{tuple(residual.shape)} {residual.dtype}"
         )
-    if torch.broadcast_shapes(bias.shape, x.shape) != x.shape:
+    if bias.dim() > x.dim() or any(
+        b not in (1, s) for b, s in zip(reversed(bias.shape), reversed(x.shape))
+    ):
         raise ValueError(
             f"{op}: bias of shape {tuple(bias.shape)} does not broadcast to x's {tuple(x.shape)}"
         )
