@@ -37,8 +37,14 @@ SEED_MIN, SEED_END = -(2**63), 2**64
 def _real(value, name: str, op: str) -> float:
     """``value`` as a float: Python/NumPy reals, bools and one-element real tensors (as torch)."""
     if isinstance(value, torch.Tensor):
-        if value.numel() != 1 or value.dtype.is_complex:
-            raise TypeError(f"{op}(): argument '{name}' must be float, not Tensor")
+        if value.numel() != 1:
+            # torch's type here: the truth value of a many-element tensor is a RuntimeError
+            raise RuntimeError(
+                f"{op}(): argument '{name}' must be a number or a one-element tensor, got a "
+                f"tensor of shape {tuple(value.shape)}"
+            )
+        if value.dtype.is_complex:
+            raise TypeError(f"{op}(): argument '{name}' must be float, not a complex tensor")
         return float(value)
     if not isinstance(value, numbers.Real):
         raise TypeError(f"{op}(): argument '{name}' must be float, not {type(value).__name__}")
