@@ -69,7 +69,7 @@ def test_bad_p_raises_torchs_exception(name, p):
         TORCH_P_OPS[name](x4, p)
     with pytest.raises(type(theirs.value)) as ours:
         P_OPS[name](p)
-    if isinstance(theirs.value, (ValueError, RuntimeError)):
+    if isinstance(p, float):  # the range errors: torch's words too
         assert str(ours.value) == str(theirs.value)
 
 
