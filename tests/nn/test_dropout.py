@@ -16,7 +16,10 @@ def test_defaults_and_repr_match_torch():
     # torch's text, prefixed so a printed model shows which layers are dropkit's
     assert repr(Dropout(0.3)) == "dropkit." + repr(torch.nn.Dropout(0.3))
     assert repr(Dropout(0.3, True)) == "dropkit." + repr(torch.nn.Dropout(0.3, True))
-    assert repr(Dropout(0.2, mode="classic")) == "dropkit.Dropout(p=0.2, inplace=False, mode='classic')"
+    assert (
+        repr(Dropout(0.2, mode="classic"))
+        == "dropkit.Dropout(p=0.2, inplace=False, mode='classic')"
+    )
     assert "seed=7" in repr(Dropout(0.2, seed=7))
 
 

@@ -25,8 +25,9 @@ P_OPS = {
     "dropout3d": lambda p: F.dropout3d(x4, p, seed=1),
     "alpha_dropout": lambda p: F.alpha_dropout(x4, p, True, seed=1),
     "feature_alpha_dropout": lambda p: F.feature_alpha_dropout(x4, p, True, seed=1),
-    "broadcast_dropout": lambda p: F.broadcast_dropout(x4, p, noise_shape=(None, 1, 1, None),
-                                                       seed=1),  # fmt: skip
+    "broadcast_dropout": lambda p: F.broadcast_dropout(
+        x4, p, noise_shape=(None, 1, 1, None), seed=1
+    ),  # fmt: skip
     "locked_dropout": lambda p: F.locked_dropout(x4[0], p, seed=1),
     "gaussian_dropout": lambda p: F.gaussian_dropout(x4, p * 0.5, seed=1),
     "drop_path": lambda p: F.drop_path(x4, p, True, seed=1),

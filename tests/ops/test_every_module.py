@@ -51,7 +51,8 @@ MODULES = {
     "Dropout2d": lambda: (dnn.Dropout2d(0.5), torch.randn(8, 6, 5, 4)),
     "Dropout3d": lambda: (dnn.Dropout3d(0.5), torch.randn(4, 6, 3, 5, 4)),
     "BroadcastDropout": lambda: (
-        dnn.BroadcastDropout(0.5, noise_shape=(None, 1, None, 1)), torch.randn(8, 6, 5, 4)
+        dnn.BroadcastDropout(0.5, noise_shape=(None, 1, None, 1)),
+        torch.randn(8, 6, 5, 4),
     ),
     "LockedDropout": lambda: (dnn.LockedDropout(0.5), torch.randn(7, 8, 6)),
     "AlphaDropout": lambda: (dnn.AlphaDropout(0.5), torch.randn(8, 6, 5, 4)),
@@ -62,16 +63,19 @@ MODULES = {
     "DropBlock2d": lambda: (dnn.DropBlock2d(0.3, 3), torch.randn(8, 6, 9, 9)),
     "DropBlock3d": lambda: (dnn.DropBlock3d(0.3, 3), torch.randn(4, 6, 5, 6, 5)),
     "DropBlock2d-clip-noise": lambda: (
-        dnn.DropBlock2d(0.3, 3, border="clip", noise=True), torch.randn(8, 6, 9, 9)
+        dnn.DropBlock2d(0.3, 3, border="clip", noise=True),
+        torch.randn(8, 6, 9, 9),
     ),
     "Cutout": lambda: (dnn.Cutout(3, n_holes=2), torch.randn(8, 6, 9, 9)),
     "DropConnectLinear": lambda: (dnn.DropConnectLinear(4, 5, p=0.5), torch.randn(8, 6, 4)),
     "DropConnectLinear-per-sample": lambda: (
-        dnn.DropConnectLinear(4, 5, p=0.5, per_sample=True), torch.randn(8, 6, 4)
+        dnn.DropConnectLinear(4, 5, p=0.5, per_sample=True),
+        torch.randn(8, 6, 4),
     ),
     "DropConnectConv2d": lambda: (dnn.DropConnectConv2d(6, 3, 3, p=0.5), torch.randn(4, 6, 7, 7)),
     "DropConnectConv2d-per-sample": lambda: (
-        dnn.DropConnectConv2d(6, 3, 3, p=0.5, per_sample=True), torch.randn(4, 6, 7, 7)
+        dnn.DropConnectConv2d(6, 3, 3, p=0.5, per_sample=True),
+        torch.randn(4, 6, 7, 7),
     ),
     "EmbeddingDropout": _embedding,
     "JoinDrop": _join,

@@ -10,6 +10,11 @@ import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from dropkit import ops, rng
+from dropkit.functional._common import keep_scale, passes_through
+from dropkit.kernels.reference import accumulation_dtype
+from dropkit.ops import MaskOp, overridable, resolve_stream
+from dropkit.ops.checks import check_floating, check_probability, check_tensor
+from dropkit.ops.masks import keep_multiplier
 
 T = rng.keep_threshold(0.4)
 
@@ -134,10 +139,50 @@ def test_gradcheck_through_both_routes():
         op = CASES[name][0]
         y = torch.randn(4, 3, 5, 6, dtype=torch.float64, requires_grad=True)
         for route in (op, op.op):
-            torch.autograd.gradcheck(lambda t: route(*_args(name, t, ops.seed_tensor(3))), (y,))
+            torch.autograd.gradcheck(
+                lambda t, route=route, name=name: route(*_args(name, t, ops.seed_tensor(3))), (y,)
+            )
     torch.autograd.gradcheck(lambda t: ops.KEEP(t, 3, 0, True, T, 2.0, [3, 4]), (x,))
 
 
 def test_schema_needs_a_seed():
     with pytest.raises(ValueError, match="'seed' is not in list|seed"):
         ops.StreamOp("no_seed_here", "Tensor x, int offset", lambda x, offset: x)
+
+
+# -- docs/design/ops.md's example, verbatim but for the op name -----------------------------------
+def _pairs(x, seed, offset, threshold, scale):
+    n, c = x.shape[0], x.shape[1]
+    acc = accumulation_dtype(x.dtype)
+    half = keep_multiplier([n, c // 2, 1], seed, offset, threshold, scale, acc, x.device)
+    m = half.expand(n, c // 2, 2).reshape(n, c, *[1] * (x.dim() - 2))
+    return m, None  # linear: the gradient is grad * m
+
+
+PAIRS = MaskOp("test_pairs", "int threshold, float scale", _pairs)
+
+
+@overridable
+def drop_channel_pairs(input, p=0.5, training=True, *, generator=None, seed=None, offset=0):
+    check_tensor(input, "drop_channel_pairs")
+    p = check_probability(p, op="drop_channel_pairs")
+    if passes_through(input, p, training):
+        return input
+    check_floating(input, "drop_channel_pairs")
+    words = input.shape[0] * (input.shape[1] // 2)
+    seed_t, offset = resolve_stream(input, generator, seed, offset, words)
+    return PAIRS(input, seed_t, offset, True, rng.keep_threshold(p), keep_scale(p, "inverted"))
+
+
+def test_a_new_method_in_twenty_lines():
+    x = torch.randn(3, 6, 4, 5, dtype=torch.float64, requires_grad=True)
+    y = drop_channel_pairs(x, 0.5, seed=3)
+    kept = (y != 0).any(-1).any(-1)  # (N, C)
+    assert torch.equal(kept[:, 0::2], kept[:, 1::2]) and 0 < kept.sum() < kept.numel()
+    torch.library.opcheck(PAIRS.op, (x, ops.seed_tensor(3), 0, True, T, 2.0))
+    torch.autograd.gradcheck(lambda t: drop_channel_pairs(t, 0.5, seed=3), (x,))
+    compiled = torch.compile(drop_channel_pairs, fullgraph=True, backend="aot_eager")
+    assert torch.equal(compiled(x, 0.5, seed=3), y)
+    cl = x.detach().contiguous(memory_format=torch.channels_last)
+    out = drop_channel_pairs(cl, 0.5, seed=3)
+    assert out.is_contiguous(memory_format=torch.channels_last) and torch.equal(out, y.detach())

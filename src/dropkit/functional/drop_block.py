@@ -86,8 +86,14 @@ def _drop_block(input, p, block_size, inplace, eps, training, per_channel, norma
     seed_words = int(input.shape[0]) * (int(input.shape[1]) if per_channel else 1)
     for s in spatial:
         seed_words *= s
-    seed_t, offset = resolve_stream(input, generator, seed, offset, seed_words,
-                                    words=seed_words + (2 * input.numel() + 1 if noise else 0))
+    seed_t, offset = resolve_stream(
+        input,
+        generator,
+        seed,
+        offset,
+        seed_words,
+        words=seed_words + (2 * input.numel() + 1 if noise else 0),
+    )
     args = (seed_t, offset, threshold, sizes, per_channel, border == "clip", normalize, eps, noise)
     if inplace:
         return BLOCKS.inplace(input, *args)

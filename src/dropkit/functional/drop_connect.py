@@ -164,8 +164,14 @@ def drop_connect_linear(
     if inference == "weight_scaling" or p == 0.0 or activation is None:
         return act(mean)
     var = var_factor * F.linear(input * input, weight * weight)
-    seed_t, off = resolve_stream(input, generator, seed, offset, samples * mean.numel(),
-                                 words=2 * (samples * mean.numel() + offset) - offset)
+    seed_t, off = resolve_stream(
+        input,
+        generator,
+        seed,
+        offset,
+        samples * mean.numel(),
+        words=2 * (samples * mean.numel() + offset) - offset,
+    )
     return _moment_matching(mean, var, activation, samples, seed_t, off, input.dim() > 1)
 
 
@@ -272,8 +278,19 @@ def drop_connect_conv2d(
             n = input.shape[0]
             seed_t, off = resolve_stream(input, generator, seed, offset, n * weight.numel())
             chunk = max(1, _CHUNK_BUDGET // max(weight.numel(), 1))
-            out = _ops.CONV2D_PER_SAMPLE(batched.contiguous(), weight, seed_t, off, threshold,
-                                         scale, strides, pads, dilations, groups, chunk)
+            out = _ops.CONV2D_PER_SAMPLE(
+                batched.contiguous(),
+                weight,
+                seed_t,
+                off,
+                threshold,
+                scale,
+                strides,
+                pads,
+                dilations,
+                groups,
+                chunk,
+            )
             return act(out if bias is None else out + bias[:, None, None])
         seed_t, off = resolve_stream(input, generator, seed, offset, weight.numel())
         out = _ops.CONV2D(
@@ -285,6 +302,12 @@ def drop_connect_conv2d(
     if inference == "weight_scaling" or p == 0.0 or activation is None:
         return act(mean)
     var = var_factor * conv(input * input, weight * weight)
-    seed_t, off = resolve_stream(input, generator, seed, offset, samples * mean.numel(),
-                                 words=2 * (samples * mean.numel() + offset) - offset)
+    seed_t, off = resolve_stream(
+        input,
+        generator,
+        seed,
+        offset,
+        samples * mean.numel(),
+        words=2 * (samples * mean.numel() + offset) - offset,
+    )
     return _moment_matching(mean, var, activation, samples, seed_t, off, input.dim() == 4)

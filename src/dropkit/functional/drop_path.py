@@ -7,7 +7,6 @@ import torch
 from dropkit import _state, rng
 from dropkit.ops import KEEP, overridable, resolve_stream
 from dropkit.ops.checks import (
-    check_choice,
     check_floating,
     check_int,
     check_offset,

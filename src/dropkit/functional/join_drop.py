@@ -54,7 +54,9 @@ def drop_branches(
     k = len(branches)
     if column is not None and (isinstance(column, bool) or not isinstance(column, int)
                                or not 0 <= column < k):  # fmt: skip
-        raise ValueError(f"drop_branches: column must be an integer in [0, {k - 1}], got {column!r}")
+        raise ValueError(
+            f"drop_branches: column must be an integer in [0, {k - 1}], got {column!r}"
+        )
     p = check_probability(p, op="drop_branches")
     check_offset(offset)
     if mode == "global" and _state.is_stochastic(training):

@@ -76,4 +76,3 @@ class DropoutBase(StochasticModule):
         if self.mode != "inverted":
             text += f", mode={self.mode!r}"
         return text + self._seed_repr()
-

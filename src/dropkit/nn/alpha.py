@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from dropkit import functional as F
-from dropkit.ops.checks import check_probability
 from dropkit.nn._base import StochasticModule
+from dropkit.ops.checks import check_probability
 
 __all__ = ["AlphaDropout", "FeatureAlphaDropout"]
 

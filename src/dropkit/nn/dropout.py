@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from dropkit import functional as F
-from dropkit.nn._base import DropoutBase
+from dropkit.nn._base import DropoutBase, StochasticModule
+from dropkit.ops.checks import check_probability
 
 __all__ = ["BiasDropoutAdd", "Dropout"]
 
@@ -28,7 +29,7 @@ class Dropout(DropoutBase):
         )
 
 
-class BiasDropoutAdd(DropoutBase):
+class BiasDropoutAdd(StochasticModule):
     r"""``residual + dropout(x + bias)`` in one pass (:func:`dropkit.functional.bias_dropout_add`,
     Megatron-LM's fused bias-dropout-add). ``forward(x, bias, residual)``; evaluation gives
     ``residual + x + bias``. Only the inverted mode exists (the residual stream is not rescaled).
@@ -43,11 +44,10 @@ class BiasDropoutAdd(DropoutBase):
         generator: torch.Generator | None = None,
         seed: int | None = None,
     ) -> None:
-        super().__init__(p, False, generator=generator, seed=seed)
+        super().__init__(generator=generator, seed=seed)
+        self.p = check_probability(p, op="BiasDropoutAdd")
 
-    def forward(
-        self, x: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return F.bias_dropout_add(x, bias, residual, self.p, self.training,
                                   **self._random_kwargs())  # fmt: skip
 

@@ -9,9 +9,9 @@ from torch import nn
 
 from dropkit import _state, rng
 from dropkit import functional as F
+from dropkit.nn._base import StochasticModule
 from dropkit.ops import resolve_stream
 from dropkit.ops.checks import check_int, check_probability
-from dropkit.nn._base import StochasticModule
 
 __all__ = ["FractalDropPath", "JoinDrop"]
 

@@ -122,7 +122,7 @@ class StreamOp:
         return SimpleNamespace(needs_input_grad=needs_input_grad, **values)
 
     def _stripped(self, args) -> list:
-        """``args`` without tensors (other than the seed): those travel through save_for_backward."""
+        """``args`` without tensors (but the seed): those travel through save_for_backward."""
         return [None if i in self._tensors else a for i, a in enumerate(args)]
 
     def _setup(self, ctx, inputs, output) -> None:

@@ -88,9 +88,13 @@ def check_real(value, name: str, *, op: str, low: float | None = None,
 
 def check_int(value, name: str, *, op: str, minimum: int | None = None) -> int:
     """An integer (Python, NumPy or a one-element integer tensor), not a bool, ``>= minimum``."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.dtype.is_floating_point:
-        if value.dtype != torch.bool:
-            value = int(value)
+    if (
+        isinstance(value, torch.Tensor)
+        and value.numel() == 1
+        and not (value.dtype.is_floating_point or value.dtype.is_complex)
+        and value.dtype != torch.bool
+    ):
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{op}: {name} must be an integer, got {type(value).__name__} {value!r}")
     value = int(value)
@@ -137,9 +141,7 @@ def check_tensors(values, op: str, name: str) -> list[torch.Tensor]:
         raise ValueError(f"{op}(): argument '{name}' must be a non-empty list of tensors, got []")
     for index, value in enumerate(values):
         if not isinstance(value, torch.Tensor):
-            raise TypeError(
-                f"{op}(): {name}[{index}] must be a Tensor, not {type(value).__name__}"
-            )
+            raise TypeError(f"{op}(): {name}[{index}] must be a Tensor, not {type(value).__name__}")
     return list(values)
 
 
@@ -173,8 +175,11 @@ def check_seed(seed) -> int | torch.Tensor:
     """A 64-bit seed: an integer in ``[-2**63, 2**64)`` (NumPy integers too) or a one-element
     integer tensor (not bool: ``torch.tensor(True)`` is not seed 1); floats are refused."""
     if isinstance(seed, torch.Tensor):
-        if seed.numel() != 1 or seed.dtype == torch.bool or seed.dtype.is_floating_point or (
-            seed.dtype.is_complex
+        if (
+            seed.numel() != 1
+            or seed.dtype == torch.bool
+            or seed.dtype.is_floating_point
+            or (seed.dtype.is_complex)
         ):
             raise TypeError(
                 f"seed must be an integer or a one-element integer tensor, got a {seed.dtype} "

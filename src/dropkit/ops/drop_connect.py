@@ -32,7 +32,7 @@ def _masked(weight, seed, offset, threshold, scale):
     return KEEP(weight.contiguous(), seed, offset, False, threshold, scale, list(weight.shape))
 
 
-# -- one mask per batch, linear ----------------------------------------------------------------
+# -- one mask per batch, linear --------------------------------------------------------------------
 def _linear(input, weight, bias, seed, offset, threshold, scale):
     return F.linear(input, _masked(weight, seed, offset, threshold, scale), bias)
 
@@ -64,7 +64,7 @@ LINEAR = StreamOp(
 )
 
 
-# -- one mask per batch, conv2d ----------------------------------------------------------------
+# -- one mask per batch, conv2d --------------------------------------------------------------------
 def _conv(input, weight, bias, seed, offset, threshold, scale, stride, padding, dilation, groups):
     masked = _masked(weight, seed, offset, threshold, scale)
     return F.conv2d(input, masked, bias, stride, padding, dilation, groups)
@@ -100,7 +100,7 @@ CONV2D = StreamOp(
 )
 
 
-# -- one mask per sample -----------------------------------------------------------------------
+# -- one mask per sample ---------------------------------------------------------------------------
 def _chunks(n: int, chunk: int):
     for start in range(0, n, chunk):
         yield start, min(n, start + chunk)
@@ -222,8 +222,9 @@ CONV2D_PER_SAMPLE = StreamOp(
     _conv_ps,
     backward=_ps_backward(CONV2D_PS_BACKWARD, 9),
     saves=("input", "weight"),
-    fake=lambda input, weight, seed, offset, threshold, scale, stride, padding, dilation, groups,
-    chunk: F.conv2d(input, weight, None, stride, padding, dilation, groups),
+    fake=lambda input, weight, seed, offset, threshold, scale, *conv_and_chunk: F.conv2d(
+        input, weight, None, *conv_and_chunk[:4]
+    ),
 )
 
 

@@ -12,7 +12,16 @@ from dropkit import kernels, rng
 from dropkit.kernels.reference import accumulation_dtype
 from dropkit.ops._factory import MaskOp
 
-__all__ = ["ALPHA", "BLOCKS", "BRANCHES", "HOLES", "KEEP", "NORMAL_NOISE", "WORDS", "keep_multiplier"]
+__all__ = [
+    "ALPHA",
+    "BLOCKS",
+    "BRANCHES",
+    "HOLES",
+    "KEEP",
+    "NORMAL_NOISE",
+    "WORDS",
+    "keep_multiplier",
+]
 
 
 def keep_multiplier(shape, seed: int, offset: int, threshold: int, scale: float, dtype, device):
@@ -38,7 +47,7 @@ def _keep_fused(x, seed, offset, affine, threshold, scale, mask_shape, out=None)
 KEEP = MaskOp("keep", "int threshold, float scale, int[] mask_shape", _keep, fused=_keep_fused)
 
 
-# -- alpha dropout: the affine pair (a m, kept_shift or dropped_value) ------------------------------
+# -- alpha dropout: the affine pair (a m, kept_shift or dropped_value) -----------------------------
 def _alpha(x, seed, offset, threshold, a, kept_shift, dropped_value, mask_shape):
     mult, _ = _keep(x, seed, offset, threshold, a, mask_shape)
     shift = torch.where(
@@ -65,7 +74,7 @@ ALPHA = MaskOp(
 )  # fmt: skip
 
 
-# -- Gaussian (multiplicative) noise -------------------------------------------------------------
+# -- Gaussian (multiplicative) noise ---------------------------------------------------------------
 def _normal(x, seed, offset, std):
     z = kernels.normal(tuple(x.shape), seed, offset, device=x.device, dtype=torch.float64)
     return (1.0 + std * z).to(accumulation_dtype(x.dtype)), None
@@ -75,7 +84,7 @@ def _normal(x, seed, offset, std):
 NORMAL_NOISE = MaskOp("normal_noise", "float std", _normal)
 
 
-# -- DropBlock: grown blocks --------------------------------------------------------------------
+# -- DropBlock: grown blocks -----------------------------------------------------------------------
 def _grow(seeds: torch.Tensor, sizes: list[int], anchors: list[int]) -> torch.Tensor:
     """Blocks ``[i - a, i - a + k)`` around every seed ``i`` (per spatial dimension), clipped to
     the map: a separable dilation by shifted ORs (about twice as fast on the CPU as a stride-1
@@ -154,7 +163,7 @@ def _holes(x, seed, offset, size, n_holes, fill):
 HOLES = MaskOp("holes", "int size, int n_holes, float fill", _holes, select=True)
 
 
-# -- embedding dropout: the mask of word types, looked up by id -------------------------------------
+# -- embedding dropout: the mask of word types, looked up by id ------------------------------------
 def _words(x, seed, offset, ids, threshold, scale):
     acc = accumulation_dtype(x.dtype)
     keep = rng.stream_words_at(ids, seed, offset) >= threshold
