@@ -85,20 +85,19 @@ NORMAL_NOISE = MaskOp("normal_noise", "float std", _normal)
 
 
 # -- DropBlock: grown blocks -----------------------------------------------------------------------
-def _grow(seeds: torch.Tensor, sizes: list[int], anchors: list[int]) -> torch.Tensor:
-    """Blocks ``[i - a, i - a + k)`` around every seed ``i`` (per spatial dimension), clipped to
-    the map: a separable dilation by shifted ORs (about twice as fast on the CPU as a stride-1
-    max-pool of the padded seed map, which computes the same mask)."""
+def _grow(seeds: torch.Tensor, sizes: list[int], starts: list[int], spatial) -> torch.Tensor:
+    """The blocks ``[j, j + k)`` of every seed at ``j`` of ``seeds`` (per spatial dimension),
+    seen from ``start`` on over the map's length: a separable dilation by shifted ORs (about twice
+    as fast on the CPU as a stride-1 max-pool of the padded seed map, which computes the same)."""
     out = seeds
-    for d, (k, a) in enumerate(zip(sizes, anchors)):
+    for d, (k, start, length) in enumerate(zip(sizes, starts, spatial)):
         dim = 2 + d
-        length = out.shape[dim]
         size = list(out.shape)
         size[dim] += k - 1
         grown = torch.zeros(size, dtype=torch.bool, device=seeds.device)
         for shift in range(k):
-            grown.narrow(dim, shift, length).logical_or_(out)
-        out = grown.narrow(dim, a, length)
+            grown.narrow(dim, shift, out.shape[dim]).logical_or_(out)
+        out = grown.narrow(dim, start, length)
     return out
 
 
@@ -109,15 +108,15 @@ def _blocks(x, seed, offset, threshold, sizes, per_channel, clip, normalize, eps
     # A seed is a word that is *not* kept at the threshold round(gamma * 2**32).
     not_seed = keep_multiplier(seed_shape, seed, offset, threshold, 1.0, torch.float32, x.device)
     seeds = not_seed == 0
-    anchors = [k // 2 for k in sizes]
-    if not clip:  # seeds only where the whole block fits in the map
-        region = torch.zeros_like(seeds)
-        index = (slice(None), slice(None)) + tuple(
-            slice(a, a + s - k + 1) for s, k, a in zip(spatial, sizes, anchors)
+    if clip:  # a seed at i covers [i - a, i - a + k), a = k // 2, clipped to the map
+        blocks = _grow(seeds, sizes, [k // 2 for k in sizes], spatial)
+    else:  # seeds only where the whole block fits: region index j covers [j, j + k)
+        region = (slice(None), slice(None)) + tuple(
+            slice(k // 2, k // 2 + s - k + 1) for s, k in zip(spatial, sizes)
         )
-        region[index] = True
-        seeds &= region
-    keep = (~_grow(seeds, sizes, anchors)).to(acc)
+        blocks = _grow(seeds[region], sizes, [0] * len(sizes), spatial)
+    one = torch.ones((), dtype=acc, device=x.device)
+    keep = torch.where(blocks, torch.zeros((), dtype=acc, device=x.device), one)
     if noise:
         words = n * seed_shape[1] * keep[0, 0].numel()
         z = kernels.normal(tuple(x.shape), seed, (offset + words + 1) // 2, x.device, acc)
