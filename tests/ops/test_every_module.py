@@ -77,12 +77,19 @@ MODULES = {
         dnn.DropConnectConv2d(6, 3, 3, p=0.5, per_sample=True),
         torch.randn(4, 6, 7, 7),
     ),
+    "DropConnectLinear-moment-matching": lambda: (
+        dnn.DropConnectLinear(
+            4, 5, p=0.5, inference="moment_matching", samples=20, activation=torch.relu
+        ).eval(),
+        torch.randn(8, 4),
+    ),  # fmt: skip
     "EmbeddingDropout": _embedding,
     "JoinDrop": _join,
     "BiasDropoutAdd": lambda: (_BiasDropoutAdd(), torch.randn(8, 5, 6)),
 }
 # Layers whose forward is not a function of a per-element, per-sample mask of the input alone.
 NOT_ELEMENTWISE = {"EmbeddingDropout", "DropConnectLinear", "DropConnectLinear-per-sample",
+                   "DropConnectLinear-moment-matching",
                    "DropConnectConv2d", "DropConnectConv2d-per-sample", "JoinDrop"}  # fmt: skip
 FLOAT_INPUT = [n for n in MODULES if n != "EmbeddingDropout"]
 
@@ -113,6 +120,14 @@ def test_export_draws_fresh_masks(name):
     torch.manual_seed(4)
     assert torch.equal(run(x), first) and _draws_differ(run, x)
     assert first.shape == module(x).shape
+
+
+def test_fx_cannot_record_a_builtin_activation():
+    """A known limit of torch.fx: a builtin function as an argument (activation=torch.relu) has no
+    graph form; an nn.Module activation (torch.nn.ReLU()) traces (see the table)."""
+    layer = dnn.DropConnectLinear(4, 5, activation=torch.relu).eval()
+    with pytest.raises(NotImplementedError, match="argument of type"):
+        torch.fx.symbolic_trace(layer)
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
