@@ -79,7 +79,7 @@ MODULES = {
     ),
     "DropConnectLinear-moment-matching": lambda: (
         dnn.DropConnectLinear(
-            4, 5, p=0.5, inference="moment_matching", samples=20, activation=torch.relu
+            4, 5, p=0.5, inference="moment_matching", samples=20, activation=torch.nn.ReLU()
         ).eval(),
         torch.randn(8, 4),
     ),  # fmt: skip
