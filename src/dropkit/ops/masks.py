@@ -115,20 +115,26 @@ def _blocks(x, seed, offset, threshold, sizes, per_channel, clip, normalize, eps
             slice(k // 2, k // 2 + s - k + 1) for s, k in zip(spatial, sizes)
         )
         blocks = _grow(seeds[region], sizes, [0] * len(sizes), spatial)
-    one = torch.ones((), dtype=acc, device=x.device)
-    keep = torch.where(blocks, torch.zeros((), dtype=acc, device=x.device), one)
+    zero = torch.zeros((), dtype=acc, device=x.device)
     if noise:
-        words = n * seed_shape[1] * keep[0, 0].numel()
+        words = n * seed_shape[1] * blocks[0, 0].numel()
         z = kernels.normal(tuple(x.shape), seed, (offset + words + 1) // 2, x.device, acc)
-        return keep, z * (1 - keep)
-    repeat = 1 if per_channel else c  # a shared mask counts once per channel of x
+        return torch.where(blocks, zero, torch.ones((), dtype=acc, device=x.device)), (
+            torch.where(blocks, z, zero)
+        )
+    # The normaliser counts kept elements of x (a shared mask once per channel), then the
+    # multiplier is written in one pass: 0 in a block, the scale elsewhere.
+    repeat = 1 if per_channel else c
     if normalize == "sample":
-        kept = keep.reshape(n, -1).sum(1) * repeat
-        scale = (keep[0].numel() * repeat / (eps + kept)).reshape(n, *([1] * (x.dim() - 1)))
-        keep.mul_(scale)
+        per = blocks[0].numel()
+        kept = (per - blocks.reshape(n, -1).sum(1)).to(acc) * repeat
+        scale = (per * repeat / (eps + kept)).reshape(n, *([1] * (x.dim() - 1)))
     elif normalize == "batch":
-        keep.mul_(keep.numel() * repeat / (eps + keep.sum() * repeat))
-    return keep, None
+        kept = (blocks.numel() - blocks.sum()).to(acc) * repeat
+        scale = blocks.numel() * repeat / (eps + kept)
+    else:
+        scale = torch.ones((), dtype=acc, device=x.device)
+    return torch.where(blocks, zero, scale), None
 
 
 #: DropBlock's ``x * M * s`` (or, with ``noise``, ``x * M + z (1 - M)``); see
