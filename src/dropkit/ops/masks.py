@@ -88,16 +88,25 @@ NORMAL_NOISE = MaskOp("normal_noise", "float std", _normal)
 def _grow(seeds: torch.Tensor, sizes: list[int], starts: list[int], spatial) -> torch.Tensor:
     """The blocks ``[j, j + k)`` of every seed at ``j`` of ``seeds`` (per spatial dimension),
     seen from ``start`` on over the map's length: a separable dilation by shifted ORs (a
-    stride-1 max-pool of the padded seed map computes the same mask), on bytes: ``bitwise_or_``
-    on uint8 measured 3.5x faster than ``logical_or_`` on bool (64x64x28x28 seeds, k = 5)."""
+    stride-1 max-pool of the padded seed map computes the same mask).
+
+    Each dimension is padded by ``k - 1`` zero slices and the ORs run over the *flat* buffer,
+    shifted by ``shift * stride``: a shift never carries a slice past its own padding, and the
+    ORs are long contiguous byte runs (``bitwise_or_`` on uint8; ``logical_or_`` on bool, and ORs
+    over narrowed rows, measured several times slower)."""
     out = seeds.view(torch.uint8)
     for d, (k, start, length) in enumerate(zip(sizes, starts, spatial)):
         dim = 2 + d
         size = list(out.shape)
         size[dim] += k - 1
-        grown = torch.zeros(size, dtype=torch.uint8, device=seeds.device)
-        for shift in range(k):
-            grown.narrow(dim, shift, out.shape[dim]).bitwise_or_(out)
+        padded = torch.zeros(size, dtype=torch.uint8, device=seeds.device)
+        padded.narrow(dim, 0, out.shape[dim]).copy_(out)
+        flat = padded.view(-1)
+        grown = padded.clone()
+        flat_grown, stride = grown.view(-1), padded.stride(dim)
+        for shift in range(1, k):
+            cut = shift * stride
+            flat_grown[cut:].bitwise_or_(flat[:-cut])
         out = grown.narrow(dim, start, length)
     return out.view(torch.bool)
 
@@ -131,7 +140,7 @@ def _blocks(x, seed, offset, threshold, sizes, per_channel, clip, normalize, eps
         kept = (per - blocks.reshape(n, -1).sum(1)).to(acc) * repeat
         scale = (per * repeat / (eps + kept)).reshape(n, *([1] * (x.dim() - 1)))
     elif normalize == "batch":
-        kept = (blocks.numel() - blocks.sum()).to(acc) * repeat
+        kept = (blocks.numel() - torch.count_nonzero(blocks)).to(acc) * repeat
         scale = blocks.numel() * repeat / (eps + kept)
     else:
         scale = torch.ones((), dtype=acc, device=x.device)
