@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import pytest
 
 from dropkit.data import load_digits
@@ -7,7 +5,6 @@ from dropkit.engine.jsonio import read_json
 from dropkit.engine.trainer import train
 from dropkit.experiments import PROFILES, get_experiment, list_experiments, run_experiment
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 NAMES = [
     "demo",
     "hinton2012-mnist",
@@ -112,13 +109,18 @@ def test_parallel_workers_give_the_same_runs(tmp_path):
 
 
 @pytest.mark.parametrize("name", NAMES[1:])
-def test_mnist_smoke_profiles(name, tmp_path):
-    if not (SHARED / "mnist").is_dir():
-        pytest.skip(f"MNIST files not available: {SHARED / 'mnist'} is missing")
+def test_mnist_smoke_profiles(name, tmp_path, mnist_dir):
     summary = run_experiment(
-        name, "smoke", data_dir=SHARED, out=tmp_path, quiet=True, progress="none", echo=None
+        name, "smoke", data_dir=mnist_dir, out=tmp_path, quiet=True, progress="none", echo=None
     )
-    assert summary["runs"] >= 1 and summary["tables"]
+    assert summary["runs"] >= 1 and summary["tables"] and summary["pipeline_check"] is True
+    curves = summary["plots"][0]
+    assert curves["name"] == "test-error-vs-epoch" and curves["xlabel"] == "epoch"
+    groups = {s["label"] for s in curves["series"] if s.get("kind") != "hline"}
+    paper = get_experiment(name).paper_errors()
+    lines = {s["label"] for s in curves["series"] if s.get("kind") == "hline"}
+    assert lines == {f"paper: {g}" for g in groups if g in paper}
+    assert name not in ("hinton2012-mnist", "dropconnect", "srivastava2014-table2") or lines
     for table in summary["tables"]:
         assert all(len(row) == len(table["columns"]) for row in table["rows"])
     for c in summary.get("checks", []):

@@ -448,10 +448,27 @@ def run_experiment(
 def _run_locked(
     experiment, profile, seeds, specs, root, data_dir, device, workers, quiet, progress, echo
 ) -> dict:
-    name = experiment.name
     if root.exists():
         remove_stale_temporaries(root, _say)
     pending = [s for s in specs if not _finished(root, s)]
+    # This process's threads (preamble, serial training, measurements) follow the work and load;
+    # with workers it only does the preamble.
+    saved = torch.get_num_threads()
+    torch.set_num_threads(_threads(pending or specs, 1 if workers == 1 else workers))
+    try:
+        return _train_and_summarize(
+            experiment, profile, seeds, specs, pending, root, data_dir, device, workers, quiet,
+            progress, echo,
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(saved)
+
+
+def _train_and_summarize(
+    experiment, profile, seeds, specs, pending, root, data_dir, device, workers, quiet, progress,
+    echo,
+) -> dict:  # fmt: skip
+    name = experiment.name
     preamble = experiment.preamble()
     if preamble is not None and echo is not None:
         from dropkit.report import render_table_text
@@ -466,17 +483,11 @@ def _run_locked(
     t0 = time.perf_counter()
     finished: list[tuple[RunSpec, dict]] = []
     if workers == 1 or len(pending) <= 1:
-        saved = torch.get_num_threads()
-        if pending:
-            torch.set_num_threads(_threads(pending, 1))
-        try:
-            for i, spec in enumerate(pending):
-                bar = "none" if quiet else progress
-                record = _execute(experiment, spec, profile, root, data_dir, device, bar)
-                finished.append((spec, record))
-                _say(_finished_line(record, done + i + 1, len(specs)))
-        finally:
-            torch.set_num_threads(saved)
+        for i, spec in enumerate(pending):
+            bar = "none" if quiet else progress
+            record = _execute(experiment, spec, profile, root, data_dir, device, bar)
+            finished.append((spec, record))
+            _say(_finished_line(record, done + i + 1, len(specs)))
     else:
         finished = _run_parallel(
             experiment, profile, pending, root, data_dir, device, workers, quiet, done, len(specs)
