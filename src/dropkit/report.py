@@ -3,8 +3,10 @@ plots for a whole output folder (``dropkit report OUT_DIR``).
 
 A summary (``summary.json``, written by :func:`dropkit.experiments.run_experiment`) holds
 ``tables`` (``title``, ``columns``, ``rows``, optional ``note``), ``plots`` (``name``, ``title``,
-``xlabel``, ``ylabel``, optional ``xscale``, ``series`` of ``label``/``x``/``y``/optional
-``yerr``), ``images`` (``name``, ``title``, ``tiles``: a list of flat images, ``tile_shape``),
+``xlabel``, ``ylabel``, optional ``xscale`` and ``xticklabels``, ``series`` of
+``label``/``x``/``y``/optional ``yerr``, or ``kind: "hline"`` for a horizontal line; a line
+labelled ``paper: G`` takes the colour of series ``G``), ``images`` (``name``, ``title``, optional
+``xlabel``, ``tiles``: a list of flat images, ``tile_shape``),
 ``checks`` (``claim``, ``holds``, ``detail``), ``notes``, ``comparable`` (False: the profile's
 numbers cannot be set against the paper's; None: there are no published numbers) and
 ``pipeline_check`` (True for the smoke profile: its numbers mean nothing). Every summary carries
