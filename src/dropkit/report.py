@@ -21,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-from dropkit.engine.jsonio import DamagedFileError, atomic_open, read_record
+from dropkit.engine.jsonio import DamagedFileError, UncheckedFileError, atomic_open, read_record
 
 __all__ = [
     "find_summaries",
@@ -235,15 +235,25 @@ def write_report(out_dir: str | os.PathLike, output: str | os.PathLike | None = 
     )
     sections.append("")
     for path in summaries:
+        note = None
         try:
             summary = read_record(path, SUMMARY_KEYS)
+        except UncheckedFileError as exc:
+            summary = exc.record
+            note = f"_{path} has no checksum (written by an older dropkit): not verified; "
+            note += f"{_rerun_hint(path, out_dir)} with one._"
+            print(f"dropkit report: {path}: no checksum, reported unverified", file=sys.stderr)
         except DamagedFileError as exc:
             message = f"skipped {path}: it {exc.reason}; {_rerun_hint(path, out_dir)}"
             print(f"dropkit report: {message}", file=sys.stderr)
             sections += [f"## {path.parent.parent.name} ({path.parent.name} profile)", "", message]
             sections.append("")
             continue
-        sections.append(render_markdown(summary, plot_dir, output.parent))
+        section = render_markdown(summary, plot_dir, output.parent)
+        if note is not None:
+            head, _, rest = section.partition("\n\n")
+            section = f"{head}\n\n{note}\n\n{rest}"
+        sections.append(section)
     with atomic_open(output) as f:
         f.write("\n".join(sections))
     return output

@@ -125,3 +125,28 @@ def test_mnist_smoke_profiles(name, tmp_path, mnist_dir):
         assert all(len(row) == len(table["columns"]) for row in table["rows"])
     for c in summary.get("checks", []):
         assert c["holds"] in (True, False, None) and c["claim"]
+
+
+def test_results_of_an_older_dropkit_without_checksum_are_kept(tmp_path, capsys):
+    import json
+
+    from dropkit.engine.jsonio import read_record
+    from dropkit.report import write_report
+
+    run_experiment("demo", "smoke", out=tmp_path, quiet=True, progress="none", echo=None)
+    root = tmp_path / "demo" / "smoke"
+    for path in [*(root / "runs").glob("*.json"), root / "summary.json"]:
+        record = read_json(path)
+        del record["sha256"]
+        path.write_text(json.dumps(record))
+    report = write_report(tmp_path).read_text()
+    assert "has no checksum (written by an older dropkit): not verified" in report
+    assert "## demo (smoke profile)" in report
+    capsys.readouterr()
+    mtimes = {p: p.stat().st_mtime_ns for p in (root / "runs").glob("*.json")}
+    run_experiment("demo", "smoke", out=tmp_path, quiet=True, progress="none", echo=None)
+    err = capsys.readouterr().err
+    assert err.count("has no checksum (an older dropkit wrote it); kept, checksum added") == 4
+    assert "0 to go" in err and not (root / "damaged").exists()
+    for path in mtimes:
+        assert read_record(path)["sha256"]

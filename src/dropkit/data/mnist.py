@@ -266,6 +266,8 @@ def load_idx_dataset(
                 for folder in made:  # deepest first
                     try:
                         folder.rmdir()
+                    except FileNotFoundError:
+                        continue
                     except OSError:  # not empty (a resumable .part) or not ours: keep it
                         break
                 raise DatasetNotFoundError(

@@ -26,6 +26,7 @@ from typing import IO
 
 __all__ = [
     "DamagedFileError",
+    "UncheckedFileError",
     "atomic_open",
     "jsonable",
     "read_json",
@@ -48,6 +49,15 @@ class DamagedFileError(ValueError):
         super().__init__(f"{path}: {reason}")
         self.path = Path(path)
         self.reason = reason
+
+
+class UncheckedFileError(DamagedFileError):
+    """A JSON object without a checksum: written by a dropkit older than checksums (or with the
+    checksum removed). ``record`` holds what was read; the caller decides whether to adopt it."""
+
+    def __init__(self, path: str | os.PathLike, record: dict) -> None:
+        super().__init__(path, "has no checksum (sha256): written by an older dropkit?")
+        self.record = record
 
 
 def jsonable(obj):
@@ -143,13 +153,13 @@ def read_record(path: str | os.PathLike, required: tuple[str, ...] = ()) -> dict
         raise DamagedFileError(path, f"is not valid JSON (truncated or damaged: {exc})") from exc
     if not isinstance(record, dict):
         raise DamagedFileError(path, f"holds a JSON {type(record).__name__}, not an object")
-    if "sha256" not in record:
-        raise DamagedFileError(path, "has no checksum (sha256)")
-    if record_digest(record) != record["sha256"]:
-        raise DamagedFileError(path, "fails its checksum (edited or damaged after it was written)")
     missing = [k for k in required if k not in record]
     if missing:
         raise DamagedFileError(path, f"lacks {', '.join(missing)}")
+    if "sha256" not in record:
+        raise UncheckedFileError(path, record)
+    if record_digest(record) != record["sha256"]:
+        raise DamagedFileError(path, "fails its checksum (edited or damaged after it was written)")
     return record
 
 

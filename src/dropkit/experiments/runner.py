@@ -41,6 +41,7 @@ import dropkit
 from dropkit.data import load_dataset
 from dropkit.engine.jsonio import (
     DamagedFileError,
+    UncheckedFileError,
     jsonable,
     read_record,
     remove_stale_temporaries,
@@ -330,7 +331,13 @@ def _move_aside(path: Path, folder: Path) -> Path:
 
 def read_run(path: str | os.PathLike) -> dict:
     """A stored run, verified (:class:`~dropkit.engine.jsonio.DamagedFileError` if it is not)."""
-    record = read_record(path, RUN_KEYS)
+    try:
+        record = read_record(path, RUN_KEYS)
+    except UncheckedFileError as exc:
+        record = exc.record
+        if not isinstance(record["spec"], dict) or "run_id" not in record["spec"]:
+            raise DamagedFileError(path, "its spec is not a run's spec") from None
+        raise
     if not isinstance(record["spec"], dict) or "run_id" not in record["spec"]:
         raise DamagedFileError(path, "its spec is not a run's spec")
     return record
@@ -344,6 +351,13 @@ def _finished(root: Path, spec: RunSpec) -> bool:
         return False
     try:
         record = read_run(path)
+    except UncheckedFileError as exc:
+        # A result of a dropkit from before checksums: kept when it is this very run.
+        if exc.record["spec"] == jsonable(spec.to_dict()):
+            write_record(path, exc.record)
+            _say(f"{path} has no checksum (an older dropkit wrote it); kept, checksum added")
+            return True
+        record = exc.record
     except DamagedFileError as exc:
         aside = _move_aside(path, root / "damaged")
         _say(f"{path} {exc.reason}: moved to {aside}, training {spec.run_id} again")
