@@ -1,9 +1,26 @@
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from dropkit.cli import main
+from dropkit_cli.catalogue import EXPERIMENTS
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def _cli(*args, env=None, **kwargs):
+    env = {**os.environ, "PYTHONPATH": SRC, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "dropkit_cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        **kwargs,
+    )
 
 
 def test_list_prints_every_experiment(capsys):
@@ -22,29 +39,138 @@ def test_list_prints_every_experiment(capsys):
         assert name in out
 
 
+def test_catalogue_matches_the_experiments():
+    from dropkit.engine.threads import SMALL_WORK, step_work
+    from dropkit.experiments import list_experiments
+
+    experiments = list_experiments()
+    assert list(EXPERIMENTS) == [e.name for e in experiments]
+    for e in experiments:
+        entry = EXPERIMENTS[e.name]
+        assert entry.title == e.title and entry.default_seeds == e.default_seeds
+        assert tuple(entry.profiles) == e.profiles
+        for profile, (runs, work, size) in entry.profiles.items():
+            specs = e.runs(profile, e.default_seeds[profile])
+            assert runs == len(specs), (e.name, profile)
+            assert work == pytest.approx(sum(s.work() for s in specs), rel=0.01), (e.name, profile)
+            big = max(step_work(s.train.batch_size, s.layer_sizes()) for s in specs)
+            assert size == ("large" if big >= SMALL_WORK else "small"), (e.name, profile)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["list"], ["run", "--help"], ["--version"], ["run", "demo", "--device", "tpu"]],
+)
+def test_help_list_and_argument_checks_do_not_import_torch(args):
+    code = (
+        "import sys; from dropkit_cli import main\n"
+        f"try: main({args!r})\n"
+        "except SystemExit: pass\n"
+        "print('torch imported' if 'torch' in sys.modules else 'no torch')"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": SRC},
+    )
+    assert proc.stdout.strip().endswith("no torch"), proc.stdout + proc.stderr
+
+
+def test_run_help_lists_experiments_profiles_and_costs(tmp_path):
+    proc = _cli("run", "--help", env={"DROPKIT_CACHE": str(tmp_path)})
+    assert proc.returncode == 0
+    for name in EXPERIMENTS:
+        assert f"  {name}: " in proc.stdout
+    assert "smoke ~" in proc.stdout and "quick ~" in proc.stdout and "paper ~" in proc.stdout
+    assert "full ~" in proc.stdout and "default: quick" in proc.stdout
+    assert "reference 2-core machine" in proc.stdout
+    (tmp_path / "speed.json").write_text('{"small": {"multiply_adds_per_second": 1e9}}')
+    again = _cli("run", "--help", env={"DROPKIT_CACHE": str(tmp_path)})
+    assert "measured by earlier runs on this machine" in again.stdout
+
+
+def test_version():
+    import dropkit
+
+    proc = _cli("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"dropkit {dropkit.__version__}"
+
+
+@pytest.mark.parametrize("device", ["cudaa", "tpu", "mps", "cuda:x"])
+def test_bad_device_refused_before_anything_runs(device, tmp_path):
+    proc = _cli("run", "demo", "--device", device, "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert f"invalid device '{device}'; allowed: cpu, cuda or cuda:N" in proc.stderr
+    assert not (tmp_path / "o").exists() and "fraction kept" not in proc.stdout
+
+
 def test_run_then_report(tmp_path, capsys):
     out = tmp_path / "runs"
     assert main(["run", "demo", "--profile", "smoke", "--out", str(out), "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "Test error on the 8x8 digits" in text and "dropkit report" in text
+    assert "SMOKE PROFILE: a pipeline check" in text
     assert (out / "demo" / "smoke" / "summary.json").exists()
     assert main(["report", str(out)]) == 0
     report = (out / "report.md").read_text()
     assert "## demo (smoke profile)" in report
     assert "| configuration | measured test error (%) | seeds |" in report
     assert "| dropkit.nn.Dropout |" in report
+    assert "![Test error against epochs (demo, smoke profile)]" in report
+    assert (out / "plots" / "demo-smoke-test-error-vs-epoch.png").is_file()
 
 
 def test_errors_exit_2_with_message(tmp_path, capsys):
-    assert main(["run", "nope", "--out", str(tmp_path)]) == 2
-    assert "unknown experiment 'nope'" in capsys.readouterr().err
-    assert main(["run", "demo", "--seeds", "0", "--out", str(tmp_path)]) == 2
-    assert "seeds must be >= 1" in capsys.readouterr().err
+    for argv in (
+        ["run", "nope", "--out", str(tmp_path)],
+        ["run", "demo", "--seeds", "0"],
+        ["run", "demo", "--workers", "-1"],
+        ["run", "demo", "--profile", "huge"],
+        ["run", "demo", "--profile", "full"],
+    ):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'nope'" in err and "--seeds must be an integer >= 1, got '0'" in err
+    assert "--workers must be an integer >= 1" in err
+    assert "--profile 'full' is not one of demo's: smoke, quick, paper" in err
     assert main(["report", str(tmp_path / "empty")]) == 2
     assert "no summary.json" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as info:
-        main(["run", "demo", "--profile", "huge"])
-    assert info.value.code == 2
+    file = tmp_path / "file"
+    file.write_text("")
+    assert main(["run", "demo", "--profile", "smoke", "--out", str(file)]) == 2
+    assert f"--out {file} is a file, not a folder" in capsys.readouterr().err
+
+
+def test_unexpected_error_is_called_a_bug_and_debug_shows_the_traceback(
+    tmp_path, capsys, monkeypatch
+):
+    import dropkit.experiments
+
+    def broken(*args, **kwargs):
+        return {}["test_error"]  # a bug in experiment code
+
+    monkeypatch.setattr(dropkit.experiments, "run_experiment", broken)
+    assert main(["run", "demo", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "unexpected KeyError: 'test_error'" in err
+    assert "this is a bug in dropkit" in err and "--debug" in err
+    with pytest.raises(KeyError, match="test_error"):
+        main(["--debug", "run", "demo", "--out", str(tmp_path)])
+
+
+def test_missing_experiments_extra_names_the_install_command(tmp_path):
+    blocked = tmp_path / "blocked" / "tqdm"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('tqdm is not installed')\n")
+    env = {"PYTHONPATH": f"{tmp_path / 'blocked'}{os.pathsep}{SRC}"}
+    proc = _cli("run", "demo", "--out", str(tmp_path / "o"), env=env)
+    assert proc.returncode == 2
+    assert "needs the experiments extra (missing: tqdm)" in proc.stderr
+    assert "pip install 'dropkit[experiments]'" in proc.stderr
 
 
 def test_missing_mnist_offline_message(tmp_path, capsys, monkeypatch):
@@ -73,14 +199,36 @@ def test_missing_mnist_offline_message(tmp_path, capsys, monkeypatch):
     assert code == 2
     err = capsys.readouterr().err
     assert "train-images-idx3-ubyte.gz" in err and str(tmp_path / "nodata" / "mnist") in err
+    assert not (tmp_path / "nodata").exists()  # no empty folder left behind
 
 
-def test_console_module_entry_point():
-    proc = subprocess.run(
-        [sys.executable, "-m", "dropkit.cli", "list"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
+def test_console_module_entry_points():
+    for module in ("dropkit_cli", "dropkit.cli"):
+        proc = subprocess.run(
+            [sys.executable, "-m", module, "list"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+            env={**os.environ, "PYTHONPATH": SRC},
+        )
+        assert proc.stdout.startswith("demo")
+
+
+def test_tests_find_mnist_through_dropkit_data(tmp_path):
+    """The MNIST tests look in $DROPKIT_DATA before ../shared/datasets (tests/conftest.py)."""
+    conftest = str(Path(__file__).parent / "conftest.py")
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('c', {conftest!r})\n"
+        "c = importlib.util.module_from_spec(spec); spec.loader.exec_module(c)\n"
+        "print(c.mnist_data_dir())"
     )
-    assert proc.stdout.startswith("demo")
+    env = {**os.environ, "PYTHONPATH": SRC, "DROPKIT_DATA": str(tmp_path)}
+    mnist = tmp_path / "mnist"
+    mnist.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):  # fmt: skip
+        (mnist / name).write_bytes(b"")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.stdout.strip() == str(tmp_path), proc.stderr

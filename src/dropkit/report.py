@@ -3,20 +3,25 @@ plots for a whole output folder (``dropkit report OUT_DIR``).
 
 A summary (``summary.json``, written by :func:`dropkit.experiments.run_experiment`) holds
 ``tables`` (``title``, ``columns``, ``rows``, optional ``note``), ``plots`` (``name``, ``title``,
-``xlabel``, ``ylabel``, optional ``xscale``, ``series`` of ``label``/``x``/``y``/optional
-``yerr``), ``images`` (``name``, ``title``, ``tiles``: a list of flat images, ``tile_shape``),
-``checks`` (``claim``, ``holds``, ``detail``), ``notes`` and ``comparable`` (False: the profile's
-numbers cannot be set against the paper's; None: there are no published numbers). Plots need
-matplotlib; without it the report says so and keeps the tables.
+``xlabel``, ``ylabel``, optional ``xscale`` and ``xticklabels``, ``series`` of
+``label``/``x``/``y``/optional ``yerr``, or ``kind: "hline"`` for a horizontal line; a line
+labelled ``paper: G`` takes the colour of series ``G``), ``images`` (``name``, ``title``, optional
+``xlabel``, ``tiles``: a list of flat images, ``tile_shape``),
+``checks`` (``claim``, ``holds``, ``detail``), ``notes``, ``comparable`` (False: the profile's
+numbers cannot be set against the paper's; None: there are no published numbers) and
+``pipeline_check`` (True for the smoke profile: its numbers mean nothing). Every summary carries
+a checksum (:mod:`dropkit.engine.jsonio`); one that fails it, or cannot be read, is named in the
+report and on stderr with the command that rewrites it, and the other summaries are reported.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 
-from dropkit.engine.jsonio import read_json
+from dropkit.engine.jsonio import DamagedFileError, UncheckedFileError, atomic_open, read_record
 
 __all__ = [
     "find_summaries",
@@ -26,7 +31,12 @@ __all__ = [
     "write_report",
 ]
 
-PROFILE_ORDER = {"smoke": 0, "quick": 1, "paper": 2}
+PROFILE_ORDER = {"smoke": 0, "quick": 1, "full": 2, "paper": 3}
+SUMMARY_KEYS = ("experiment", "title", "paper", "profile", "runs", "seeds", "train_seconds_total")
+PIPELINE_CHECK = (
+    "SMOKE PROFILE: a pipeline check on a tiny subset for a few epochs; its numbers mean "
+    "nothing and its claims are not judged (run --profile quick for results)"
+)
 
 
 def _cell(value) -> str:
@@ -50,16 +60,20 @@ def render_table_text(table: dict) -> str:
     return "\n".join(out)
 
 
-def _check_mark(holds) -> str:
+def _check_mark(holds, summary: dict) -> str:
+    if summary.get("pipeline_check"):
+        return "not judged (smoke)"
     return {True: "yes", False: "NO", None: "n/a"}[holds]
 
 
 def render_summary_text(summary: dict) -> str:
     parts = [f"\n== {summary['experiment']} [{summary['profile']}]: {summary['title']}"]
+    if summary.get("pipeline_check"):
+        parts.append(PIPELINE_CHECK)
     for table in summary.get("tables", []):
         parts.append(render_table_text(table))
     for c in summary.get("checks", []):
-        parts.append(f"[{_check_mark(c['holds'])}] {c['claim']}: {c['detail']}")
+        parts.append(f"[{_check_mark(c['holds'], summary)}] {c['claim']}: {c['detail']}")
     for note in summary.get("notes", []):
         parts.append(f"note: {note}")
     return "\n".join(parts)
@@ -86,13 +100,21 @@ def _plot(plot: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    colors: dict[str, str] = {}
     for series in plot["series"]:
         x, y = series["x"], series["y"]
         if series.get("kind") == "hline":
-            ax.axhline(y[0], linestyle="--", color="grey", label=series["label"])
+            # A paper line "paper: G" takes the colour of G's curve.
+            match = colors.get(series["label"].removeprefix("paper: "), "grey")
+            ax.axhline(y[0], linestyle="--", color=match, label=series["label"])
             continue
         yerr = series.get("yerr")
-        ax.errorbar(x, y, yerr=yerr, marker="o", capsize=3, label=series["label"])
+        marker = "o" if len(x) <= 30 else None
+        (line, *_) = ax.errorbar(x, y, yerr=yerr, marker=marker, capsize=3, label=series["label"])
+        colors[series["label"]] = line.get_color()
+    if plot.get("xticklabels"):
+        ax.set_xticks(range(len(plot["xticklabels"])))
+        ax.set_xticklabels(plot["xticklabels"], rotation=30, ha="right", fontsize=8)
     ax.set_title(plot["title"])
     ax.set_xlabel(plot["xlabel"])
     ax.set_ylabel(plot["ylabel"])
@@ -107,7 +129,8 @@ def _plot(plot: dict, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
     plt.close(fig)
 
 
@@ -128,8 +151,18 @@ def _image_grid(image: dict, path: Path) -> None:
         t = (t - t.min()) / (t.max() - t.min() + 1e-12)
         r, c = divmod(i, cols)
         grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + c * (w + 1) : 1 + c * (w + 1) + w] = t
-    # Three screen pixels per weight, so a 28x28 feature is readable.
-    plt.imsave(path, np.kron(grid, np.ones((3, 3), dtype=np.float32)), cmap="gray")
+    # About three screen pixels per weight, so a 28x28 feature is readable.
+    size = max(3.0, grid.shape[1] * 3 / 100)
+    fig, ax = plt.subplots(figsize=(size, size * grid.shape[0] / grid.shape[1] + 0.8), dpi=100)
+    ax.imshow(grid, cmap="gray", interpolation="nearest")
+    ax.set_title(image["title"])
+    ax.set_xlabel(image.get("xlabel", f"{len(tiles)} tiles of {h}x{w}, each scaled to its range"))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)
 
 
 def find_summaries(out_dir: str | os.PathLike) -> list[Path]:
@@ -138,9 +171,11 @@ def find_summaries(out_dir: str | os.PathLike) -> list[Path]:
     return sorted(paths, key=lambda p: (p.parent.parent.name, PROFILE_ORDER.get(p.parent.name, 9)))
 
 
-def render_markdown(summary: dict, plot_dir: Path | None, rel_to: Path) -> str:
-    """One experiment's section; PNGs are written into ``plot_dir`` (None: no plots)."""
+def render_markdown(summary: dict, plot_dir: Path, rel_to: Path) -> str:
+    """One experiment's section; its PNGs are written into ``plot_dir``."""
     lines = [f"## {summary['experiment']} ({summary['profile']} profile)", "", summary["title"], ""]
+    if summary.get("pipeline_check"):
+        lines += [f"**{PIPELINE_CHECK}.**", ""]
     lines.append(f"Paper: {summary['paper']}.")
     lines.append(
         f"Runs: {summary['runs']}, seeds per configuration: {summary['seeds']}, total training "
@@ -160,15 +195,12 @@ def render_markdown(summary: dict, plot_dir: Path | None, rel_to: Path) -> str:
         lines.append("| paper's claim | holds here | measured |")
         lines.append("|---|---|---|")
         for c in summary["checks"]:
-            lines.append(f"| {c['claim']} | {_check_mark(c['holds'])} | {c['detail']} |")
+            lines.append(f"| {c['claim']} | {_check_mark(c['holds'], summary)} | {c['detail']} |")
         lines.append("")
     visuals = [("plot", p) for p in summary.get("plots", [])]
     visuals += [("image", i) for i in summary.get("images", [])]
     for kind, item in visuals:
         name = f"{summary['experiment']}-{summary['profile']}-{item['name']}.png"
-        if plot_dir is None:
-            lines.append(f"_(plot {item['title']!r} skipped: matplotlib is not installed)_")
-            continue
         path = plot_dir / name
         (_plot if kind == "plot" else _image_grid)(item, path)
         lines.append(f"![{item['title']}]({path.relative_to(rel_to).as_posix()})")
@@ -179,20 +211,23 @@ def render_markdown(summary: dict, plot_dir: Path | None, rel_to: Path) -> str:
     return "\n".join(lines)
 
 
+def _rerun_hint(path: Path, out_dir: Path) -> str:
+    profile, experiment = path.parent.name, path.parent.parent.name
+    return f"`dropkit run {experiment} --profile {profile} --out {out_dir}` rewrites it"
+
+
 def write_report(out_dir: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
-    """Write ``<out_dir>/report.md`` (and ``<out_dir>/plots/*.png``) from every summary found."""
+    """Write ``<out_dir>/report.md`` (and ``<out_dir>/plots/*.png``) from every summary found.
+
+    A summary that cannot be read or fails its checksum is named (in the report and on stderr)
+    and skipped; the others are reported."""
     out_dir = Path(out_dir)
     summaries = find_summaries(out_dir)
     if not summaries:
         raise FileNotFoundError(f"no summary.json under {out_dir}: run `dropkit run` first")
     output = Path(output) if output is not None else out_dir / "report.md"
-    try:
-        import matplotlib  # noqa: F401
-
-        plot_dir: Path | None = output.parent / "plots"
-        plot_dir.mkdir(parents=True, exist_ok=True)
-    except ImportError:
-        plot_dir = None
+    plot_dir = output.parent / "plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
     sections = ["# dropkit experiment report", ""]
     sections.append(
         "Measured values are mean ± sample standard deviation over seeds; paper values are "
@@ -200,8 +235,25 @@ def write_report(out_dir: str | os.PathLike, output: str | os.PathLike | None = 
     )
     sections.append("")
     for path in summaries:
-        sections.append(render_markdown(read_json(path), plot_dir, output.parent))
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text("\n".join(sections))
-    os.replace(tmp, output)
+        note = None
+        try:
+            summary = read_record(path, SUMMARY_KEYS)
+        except UncheckedFileError as exc:
+            summary = exc.record
+            note = f"_{path} has no checksum (written by an older dropkit): not verified; "
+            note += f"{_rerun_hint(path, out_dir)} with one._"
+            print(f"dropkit report: {path}: no checksum, reported unverified", file=sys.stderr)
+        except DamagedFileError as exc:
+            message = f"skipped {path}: it {exc.reason}; {_rerun_hint(path, out_dir)}"
+            print(f"dropkit report: {message}", file=sys.stderr)
+            sections += [f"## {path.parent.parent.name} ({path.parent.name} profile)", "", message]
+            sections.append("")
+            continue
+        section = render_markdown(summary, plot_dir, output.parent)
+        if note is not None:
+            head, _, rest = section.partition("\n\n")
+            section = f"{head}\n\n{note}\n\n{rest}"
+        sections.append(section)
+    with atomic_open(output) as f:
+        f.write("\n".join(sections))
     return output

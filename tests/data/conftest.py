@@ -2,14 +2,11 @@ import gzip
 import hashlib
 import http.server
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dropkit.data.mnist import IdxDatasetSpec, IdxFile
-
-SHARED_MNIST = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "mnist"
 
 
 def _idx_bytes(array: np.ndarray) -> bytes:

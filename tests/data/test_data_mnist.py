@@ -16,7 +16,6 @@ from dropkit.data import (
 )
 from dropkit.data.mnist import FASHION_MNIST, default_data_dir
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 DEBIAN_FASHION = Path(FASHION_MNIST.system_dirs[0])
 
 
@@ -118,10 +117,20 @@ def test_subset_is_fixed_and_independent_of_seed():
 
 
 @pytest.fixture(scope="module")
-def mnist():
-    if not (SHARED / "mnist").is_dir():
-        pytest.skip(f"MNIST files not available: {SHARED / 'mnist'} is missing")
-    return load_dataset("mnist", SHARED, download_missing=False)
+def mnist(mnist_dir):
+    return load_dataset("mnist", mnist_dir, download_missing=False)
+
+
+def test_failed_download_into_the_default_folder_says_so_and_leaves_nothing(tmp_path, monkeypatch):
+    from dropkit.data.mnist import MNIST, DatasetNotFoundError, load_idx_dataset
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("DROPKIT_DATA", raising=False)
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_idx_dataset(MNIST, mirrors=("http://127.0.0.1:9/",), timeout=2)
+    default = tmp_path / ".cache" / "dropkit"
+    assert f"{default / 'mnist'} (the default data folder)" in str(info.value)
+    assert not (tmp_path / ".cache").exists()
 
 
 def test_real_mnist_facts(mnist):

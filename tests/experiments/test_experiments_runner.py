@@ -1,5 +1,3 @@
-from pathlib import Path
-
 import pytest
 
 from dropkit.data import load_digits
@@ -7,7 +5,6 @@ from dropkit.engine.jsonio import read_json
 from dropkit.engine.trainer import train
 from dropkit.experiments import PROFILES, get_experiment, list_experiments, run_experiment
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 NAMES = [
     "demo",
     "hinton2012-mnist",
@@ -112,14 +109,44 @@ def test_parallel_workers_give_the_same_runs(tmp_path):
 
 
 @pytest.mark.parametrize("name", NAMES[1:])
-def test_mnist_smoke_profiles(name, tmp_path):
-    if not (SHARED / "mnist").is_dir():
-        pytest.skip(f"MNIST files not available: {SHARED / 'mnist'} is missing")
+def test_mnist_smoke_profiles(name, tmp_path, mnist_dir):
     summary = run_experiment(
-        name, "smoke", data_dir=SHARED, out=tmp_path, quiet=True, progress="none", echo=None
+        name, "smoke", data_dir=mnist_dir, out=tmp_path, quiet=True, progress="none", echo=None
     )
-    assert summary["runs"] >= 1 and summary["tables"]
+    assert summary["runs"] >= 1 and summary["tables"] and summary["pipeline_check"] is True
+    curves = summary["plots"][0]
+    assert curves["name"] == "test-error-vs-epoch" and curves["xlabel"] == "epoch"
+    groups = {s["label"] for s in curves["series"] if s.get("kind") != "hline"}
+    paper = get_experiment(name).paper_errors()
+    lines = {s["label"] for s in curves["series"] if s.get("kind") == "hline"}
+    assert lines == {f"paper: {g}" for g in groups if g in paper}
+    assert name not in ("hinton2012-mnist", "dropconnect", "srivastava2014-table2") or lines
     for table in summary["tables"]:
         assert all(len(row) == len(table["columns"]) for row in table["rows"])
     for c in summary.get("checks", []):
         assert c["holds"] in (True, False, None) and c["claim"]
+
+
+def test_results_of_an_older_dropkit_without_checksum_are_kept(tmp_path, capsys):
+    import json
+
+    from dropkit.engine.jsonio import read_record
+    from dropkit.report import write_report
+
+    run_experiment("demo", "smoke", out=tmp_path, quiet=True, progress="none", echo=None)
+    root = tmp_path / "demo" / "smoke"
+    for path in [*(root / "runs").glob("*.json"), root / "summary.json"]:
+        record = read_json(path)
+        del record["sha256"]
+        path.write_text(json.dumps(record))
+    report = write_report(tmp_path).read_text()
+    assert "has no checksum (written by an older dropkit): not verified" in report
+    assert "## demo (smoke profile)" in report
+    capsys.readouterr()
+    mtimes = {p: p.stat().st_mtime_ns for p in (root / "runs").glob("*.json")}
+    run_experiment("demo", "smoke", out=tmp_path, quiet=True, progress="none", echo=None)
+    err = capsys.readouterr().err
+    assert err.count("has no checksum (an older dropkit wrote it); kept, checksum added") == 4
+    assert "0 to go" in err and not (root / "damaged").exists()
+    for path in mtimes:
+        assert read_record(path)["sha256"]

@@ -18,13 +18,9 @@ DIGITS_TEST_SIZE = 500
 
 
 def load_digits() -> Dataset:
-    """The digits split; raises ImportError with an install hint when scikit-learn is missing."""
-    try:
-        from sklearn.datasets import load_digits as sk_load_digits
-    except ImportError as exc:  # pragma: no cover - scikit-learn is a runtime dependency
-        raise ImportError(
-            "the embedded digits dataset needs scikit-learn: pip install scikit-learn"
-        ) from exc
+    """The digits split (needs scikit-learn, from ``pip install 'dropkit[experiments]'``)."""
+    from sklearn.datasets import load_digits as sk_load_digits
+
     bunch = sk_load_digits()
     x = np.asarray(bunch.data, dtype=np.float32) / 16.0
     y = np.asarray(bunch.target, dtype=np.int64)

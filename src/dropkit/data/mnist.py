@@ -206,11 +206,14 @@ def _verified_array(path: Path, f: IdxFile) -> np.ndarray:
     return array
 
 
-def _missing_message(spec: IdxDatasetSpec, root: Path, missing: list[str], reason: str) -> str:
+def _missing_message(
+    spec: IdxDatasetSpec, root: Path, missing: list[str], reason: str, default: bool
+) -> str:
     target = root / spec.name
+    where = " (the default data folder)" if default else ""
     lines = [
         f"{spec.title}: {len(missing)} file(s) not found and could not be downloaded ({reason}).",
-        f"Place these files (gzip or uncompressed) in {target} (or in {root}):",
+        f"Place these files (gzip or uncompressed) in {target}{where} (or in {root}):",
     ]
     for role in missing:
         f = spec.files[role]
@@ -239,13 +242,16 @@ def load_idx_dataset(
             raise ValueError(f"unknown IDX dataset {spec!r}; known: {sorted(IDX_DATASETS)}")
         spec = IDX_DATASETS[spec]
     root = default_data_dir(data_dir)
+    default = data_dir is None and not os.environ.get("DROPKIT_DATA")
     found = locate_files(spec, root)
     missing = [role for role, path in found.items() if path is None]
     if missing:
         if not download_missing:
             raise DatasetNotFoundError(
-                _missing_message(spec, root, missing, "downloading disabled")
+                _missing_message(spec, root, missing, "downloading disabled", default)
             )
+        # Folders this call makes; a failed download removes those it left empty.
+        made = [d for d in (root / spec.name, *(root / spec.name).parents) if not d.exists()]
         for role in missing:
             f = spec.files[role]
             dest = root / spec.name / f"{f.name}.gz"
@@ -257,8 +263,15 @@ def load_idx_dataset(
                 except DownloadError as exc:
                     errors.append(str(exc))
             else:
+                for folder in made:  # deepest first
+                    try:
+                        folder.rmdir()
+                    except FileNotFoundError:
+                        continue
+                    except OSError:  # not empty (a resumable .part) or not ours: keep it
+                        break
                 raise DatasetNotFoundError(
-                    _missing_message(spec, root, missing, "; ".join(errors) or "no mirror")
+                    _missing_message(spec, root, missing, "; ".join(errors) or "no mirror", default)
                 )
             found[role] = dest
     arrays = {role: _verified_array(found[role], spec.files[role]) for role in ROLES}

@@ -1,4 +1,4 @@
-"""Training progress: a tqdm bar when tqdm is installed, else plain lines, or nothing."""
+"""Training progress: a tqdm bar on a terminal, plain lines in logs and workers, or nothing."""
 
 from __future__ import annotations
 
@@ -83,8 +83,8 @@ class TqdmProgress(Progress):
 
 
 def make_progress(kind: str | Progress = "auto") -> Progress:
-    """``"auto"`` (tqdm on a terminal when installed, else plain), ``"tqdm"``, ``"plain"``,
-    ``"none"``, or a :class:`Progress` instance (returned as is)."""
+    """``"auto"`` (tqdm on a terminal, else plain), ``"tqdm"``, ``"plain"``, ``"none"``, or a
+    :class:`Progress` instance (returned as is)."""
     if isinstance(kind, Progress):
         return kind
     if kind == "none":
@@ -92,10 +92,6 @@ def make_progress(kind: str | Progress = "auto") -> Progress:
     if kind == "plain":
         return PlainProgress()
     if kind in ("auto", "tqdm"):
-        try:
-            import tqdm  # noqa: F401
-        except ImportError:
-            return PlainProgress()
         if kind == "tqdm" or sys.stderr.isatty():
             return TqdmProgress()
         return PlainProgress()

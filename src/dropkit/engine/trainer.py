@@ -8,9 +8,11 @@ rank: ``derive_seed(epoch_seed, 1 + rank)``). The caller's global RNG state is l
 epoch can be replayed from a checkpoint without any saved RNG state.
 
 Checkpoints. After every epoch the weights, optimizer velocities, BatchNorm buffers and history
-are written to ``<checkpoint>.tmp`` and renamed onto ``checkpoint`` (``os.replace``: atomic), so a
-run killed at any moment finds either the previous or the new complete checkpoint, and resumes
-to exactly the result of an uninterrupted run.
+are written to a unique temporary file and renamed onto ``checkpoint`` (``os.replace``: atomic), so
+a run killed at any moment finds either the previous or the new complete checkpoint, and resumes
+to exactly the result of an uninterrupted run. A checkpoint holds only tensors and plain data and is
+read with ``torch.load(weights_only=True)``: a planted pickle cannot run code. One that cannot be
+read or belongs to another configuration raises :class:`CheckpointError`.
 
 Data parallel. Inside ``torch.distributed`` (e.g. launched by ``torchrun``; see
 :mod:`dropkit.engine.launch`), each global mini-batch is split into ``world_size`` contiguous
@@ -33,11 +35,13 @@ import torch.nn.functional as F
 
 from dropkit import _state, rng
 from dropkit.data.dataset import Dataset
+from dropkit.engine.jsonio import atomic_open
 from dropkit.engine.model import MLP, MLPConfig, build_mlp
 from dropkit.engine.optim import HintonSGD, Schedule, apply_max_norm
 from dropkit.engine.progress import Progress, make_progress
 
 __all__ = [
+    "CheckpointError",
     "TrainConfig",
     "TrainResult",
     "evaluate",
@@ -48,6 +52,16 @@ __all__ = [
 
 _POSITIVE = (1 << 63) - 1
 CHECKPOINT_FORMAT = 1
+_CHECKPOINT_KEYS = ("format", "epoch", "fingerprint", "model", "optimizer", "history")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint exists but cannot be resumed from: ``path`` and ``reason`` say why."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        super().__init__(f"checkpoint {path}: {reason}")
+        self.path = Path(path)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -168,12 +182,26 @@ def _fingerprint(model_config: MLPConfig, train_config: TrainConfig, n_train: in
 
 
 def _save_atomic(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_open(path, "wb") as f:
         torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, device: torch.device, fingerprint: dict) -> dict:
+    """The checkpoint at ``path`` if it is complete and made by this configuration."""
+    if path.is_dir():
+        raise CheckpointError(path, "is a folder, not a file")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # unpickling raises many types; every one means unreadable
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(path, f"cannot be read ({type(exc).__name__}: {reason})") from exc
+    if not isinstance(state, dict) or any(k not in state for k in _CHECKPOINT_KEYS):
+        raise CheckpointError(path, "is not a dropkit checkpoint (members missing)")
+    if state["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(path, f"has format {state['format']!r}, not {CHECKPOINT_FORMAT}")
+    if state["fingerprint"] != fingerprint:
+        raise CheckpointError(path, "belongs to a different configuration")
+    return state
 
 
 def train(
@@ -190,7 +218,8 @@ def train(
     """Train an MLP with the recipe of ``train_config`` on ``data`` and evaluate on its test set.
 
     Args:
-        checkpoint: file to resume from (when it exists) and to rewrite after every epoch.
+        checkpoint: file to resume from (when it exists) and to rewrite after every epoch;
+            :class:`CheckpointError` when it exists but cannot be resumed from.
         progress: see :func:`dropkit.engine.progress.make_progress`.
         stop_after: stop once this many epochs are done (a simulated kill, for tests); the result
             then has ``finished=False``.
@@ -216,16 +245,14 @@ def train(
     start_epoch = 0
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        if state.get("fingerprint") != fingerprint:
-            raise ValueError(
-                f"checkpoint {checkpoint} belongs to a different configuration; delete it to "
-                "start afresh"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history = state["history"]
-        start_epoch = state["epoch"]
+        state = _load_checkpoint(checkpoint, device, fingerprint)
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(checkpoint, f"does not fit the model ({exc})") from exc
+        history = list(state["history"])
+        start_epoch = int(state["epoch"])
     resumed_from = start_epoch
 
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)

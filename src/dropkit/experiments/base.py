@@ -21,6 +21,8 @@ from dropkit.engine.trainer import TrainConfig, TrainResult
 __all__ = ["PROFILES", "Experiment", "RunSpec", "mean_std", "fmt_mean_std"]
 
 PROFILES = ("smoke", "quick", "paper")
+#: Training and test examples of each dataset in full (for the cost of a run).
+DATASET_SIZES = {"digits": (1297, 500), "mnist": (60000, 10000), "fashion-mnist": (60000, 10000)}
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,22 @@ class RunSpec:
     train_size: int | None = None
     test_size: int | None = None
     params: dict = field(default_factory=dict)
+
+    def layer_sizes(self) -> list[tuple[int, int]]:
+        """(in, out) of every weight matrix of the net."""
+        sizes = [self.model.in_features, *self.model.widths, self.model.num_classes]
+        return list(zip(sizes[:-1], sizes[1:]))
+
+    def work(self) -> int:
+        """Multiply-adds of the whole run: forward and backward (about 3 forward passes) over the
+        training set every epoch, a forward pass over the test set at every evaluation. The
+        runner divides training time by it to learn this machine's speed."""
+        n_train, n_test = DATASET_SIZES[self.dataset]
+        n_train = self.train_size or n_train
+        n_test = self.test_size or n_test
+        per_example = sum(i * o for i, o in self.layer_sizes())
+        evaluations = self.train.epochs // self.train.eval_every + 1
+        return per_example * (3 * n_train * self.train.epochs + n_test * evaluations)
 
     def to_dict(self) -> dict:
         return {
@@ -92,6 +110,11 @@ class Experiment:
 
     def summarize(self, profile: str, results: list[dict]) -> dict:
         raise NotImplementedError
+
+    def paper_errors(self) -> dict[str, float]:
+        """The published test error (%) of each group that has one (drawn as a line in the
+        learning-curve plot); default: none."""
+        return {}
 
     def preamble(self) -> dict | None:
         """An optional table shown before training starts (the demo's dropout comparison)."""

@@ -77,6 +77,9 @@ class DropConnectExperiment(Experiment):
     paper = f"{WAN_2013}, MNIST 2x800 ReLU"
     default_seeds = {"smoke": 1, "quick": 3, "paper": 5}
 
+    def paper_errors(self) -> dict[str, float]:
+        return {group: ref["value"] for group, ref in WAN_2013_MNIST_RELU.items()}
+
     def runs(self, profile: str, seeds: int) -> list[RunSpec]:
         cfg = PROFILES[profile]
         specs = []

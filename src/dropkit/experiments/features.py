@@ -79,7 +79,11 @@ class Features(Experiment):
             images.append(
                 {
                     "name": f"features-{SLUG[group]}",
-                    "title": f"first-layer features, {group} (seed {runs[0]['spec']['seed']})",
+                    "title": (
+                        f"First-layer features, {group} (seed {runs[0]['spec']['seed']}): "
+                        f"{TILES} hidden units"
+                    ),
+                    "xlabel": "each tile: one hidden unit's 784 input weights as a 28x28 image",
                     "tiles": runs[0]["measures"]["tiles"],
                     "tile_shape": [28, 28],
                 }
@@ -99,14 +103,13 @@ class Features(Experiment):
                 "seeds",
             ],
             "rows": rows,
-            "note": "histogram bins (plot x axis): "
-            + ", ".join(f"{i}={label}" for i, label in enumerate(labels)),
         }
         plot = {
             "name": "activation-histogram",
-            "title": "Histogram of hidden activations",
-            "xlabel": "activation bin (see table note)",
+            "title": "Histogram of hidden activations on the test set",
+            "xlabel": "hidden activation (bin)",
             "ylabel": "fraction of activations",
+            "xticklabels": labels,
             "series": series,
         }
         checks = []

@@ -72,6 +72,10 @@ class Hinton2012Mnist(Experiment):
     default_seeds = {"smoke": 1, "quick": 3, "full": 1, "paper": 3}
     extra_profiles = ("full",)
 
+    def paper_errors(self) -> dict[str, float]:
+        # Errors out of the 10,000 test images, as a percentage.
+        return {group: ref["value"] / 100 for group, ref in HINTON_2012_MNIST_ERRORS.items()}
+
     def runs(self, profile: str, seeds: int) -> list[RunSpec]:
         cfg = PROFILES[profile]
         specs = []

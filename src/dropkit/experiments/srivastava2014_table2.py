@@ -75,6 +75,9 @@ class Srivastava2014Table2(Experiment):
     paper = f"{SRIVASTAVA_2014}, table 2"
     default_seeds = {"smoke": 1, "quick": 2, "paper": 3}
 
+    def paper_errors(self) -> dict[str, float]:
+        return {row: ref["value"] for row, ref in SRIVASTAVA_2014_TABLE2.items()}
+
     def runs(self, profile: str, seeds: int) -> list[RunSpec]:
         cfg = PROFILES[profile]
         specs = []

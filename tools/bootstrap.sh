@@ -1,0 +1,108 @@
+# Shared by demo.sh and test.sh (sourced, not run): make or reuse the virtual environment
+# .venv in the clone and install dropkit into it with the extras named by the caller.
+#
+#   dropkit_bootstrap EXTRAS    e.g. dropkit_bootstrap experiments,dev
+#
+# Needs nothing but python3 >= 3.10. Steps, each skipped when already done:
+#   1. .venv: `python3 -m venv`; where Debian's python3 lacks ensurepip (package python3-venv not
+#      installed) `python3 -m venv --without-pip` and pip bootstrapped from its wheel on PyPI
+#      (sha256 checked), or a message naming the apt package when that fails too;
+#   2. torch 2.13.0, the CPU build (a bare `torch` requirement can pull a multi-GB CUDA build);
+#   3. `pip install -e .[EXTRAS]`.
+# A stamp (.venv/.dropkit-stamp: pyproject.toml's hash, the extras, the torch pin) makes a re-run
+# with nothing changed skip pip altogether.
+# Environment: PYTHON (default python3), DROPKIT_VENV (default <clone>/.venv),
+# DROPKIT_TORCH_INDEX (default https://download.pytorch.org/whl/cpu), DROPKIT_PIP_INDEX (the
+# index pip is bootstrapped from, default https://pypi.org/simple).
+
+DROPKIT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DROPKIT_TORCH="torch==2.13.0"
+
+_say() { printf 'dropkit setup: %s\n' "$*" >&2; }
+
+_dropkit_make_venv() {
+    local python="$1" venv="$2"
+    if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+        _say "$python is missing or older than 3.10; install Python >= 3.10 (or set PYTHON=...)"
+        return 1
+    fi
+    if "$python" -c 'import ensurepip, venv' 2>/dev/null; then
+        "$python" -m venv "$venv"
+        return
+    fi
+    local pkg
+    pkg="python3-venv (or python$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')-venv)"
+    if ! "$python" -c 'import venv' 2>/dev/null; then
+        _say "$python has no venv module: install it with: sudo apt install $pkg"
+        return 1
+    fi
+    _say "$python has no ensurepip (Debian without $pkg): making the venv without pip and" \
+        "fetching pip's wheel from ${DROPKIT_PIP_INDEX:-https://pypi.org/simple}"
+    "$python" -m venv --without-pip "$venv"
+    if ! "$venv/bin/python" - "${DROPKIT_PIP_INDEX:-https://pypi.org/simple}" <<'PY'
+import hashlib, json, os, subprocess, sys, tempfile, urllib.request
+
+index = sys.argv[1].rstrip("/")
+req = urllib.request.Request(
+    f"{index}/pip/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
+)
+with urllib.request.urlopen(req, timeout=30) as r:
+    files = json.load(r)["files"]
+wheels = [f for f in files if f["filename"].endswith("-py3-none-any.whl") and not f.get("yanked")]
+best = max(wheels, key=lambda f: tuple(int(p) for p in f["filename"].split("-")[1].split(".")[:3]
+                                       if p.isdigit()))
+with urllib.request.urlopen(best["url"], timeout=120) as r:
+    data = r.read()
+if hashlib.sha256(data).hexdigest() != best["hashes"]["sha256"]:
+    sys.exit(f"{best['filename']}: sha256 mismatch")
+path = os.path.join(tempfile.mkdtemp(), best["filename"])
+with open(path, "wb") as f:
+    f.write(data)
+# A wheel is a zip archive Python can run pip from: pip installs itself from its own wheel.
+subprocess.run([sys.executable, f"{path}/pip", "install", "--quiet", "--no-index", path], check=True)
+PY
+    then
+        rm -rf "$venv"
+        _say "could not bootstrap pip; install the venv support with: sudo apt install $pkg"
+        return 1
+    fi
+}
+
+_dropkit_install_torch() {
+    local py="$1" index="${DROPKIT_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
+    if "$py" -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' \
+        2>/dev/null; then
+        return
+    fi
+    # The CPU index offers 2.13.0+cpu, which pip prefers to PyPI's 2.13.0 (a CUDA build on
+    # Linux). Asked only when it answers: an unreachable index would cost pip's long timeouts.
+    local extra=()
+    if "$py" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/torch/", timeout=5)' \
+        "$index" 2>/dev/null; then
+        extra=(--extra-index-url "$index")
+    else
+        _say "$index does not answer; installing $DROPKIT_TORCH from the configured index"
+    fi
+    _say "installing $DROPKIT_TORCH (CPU build; about 200 MB, once)"
+    "$py" -m pip install --quiet "${extra[@]}" "$DROPKIT_TORCH"
+}
+
+dropkit_bootstrap() {
+    local extras="$1"
+    local python="${PYTHON:-python3}" venv="${DROPKIT_VENV:-$DROPKIT_ROOT/.venv}"
+    local stamp want
+    if [ ! -x "$venv/bin/python" ]; then
+        _say "creating the virtual environment $venv"
+        _dropkit_make_venv "$python" "$venv" || return 1
+    fi
+    want="$("$venv/bin/python" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' \
+        "$DROPKIT_ROOT/pyproject.toml") $extras $DROPKIT_TORCH"
+    stamp="$venv/.dropkit-stamp"
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return 0
+    fi
+    _dropkit_install_torch "$venv/bin/python" || return 1
+    _say "installing dropkit[$extras] (editable) into $venv"
+    "$venv/bin/python" -m pip install --quiet -e "$DROPKIT_ROOT[$extras]" || return 1
+    printf '%s' "$want" >"$stamp"
+}
