@@ -273,11 +273,6 @@ def _alpha_apply(x, seed: int, offset, threshold, a, kept_shift, dropped_value, 
     )
     if list(x.shape) == list(mask_shape):
         return torch.addcmul(shift, x.to(acc), multiplier).to(x.dtype).contiguous()
-    if kernels._use_numba(x):
-        from dropkit.kernels import numba_planes  # deferred: importing dropkit compiles nothing
-
-        if numba_planes.applies(x, mask_shape):
-            return numba_planes.plane_affine(x, multiplier, shift)
     # addcmul with two broadcast operands misses torch's vectorised CPU loop (about 1.3x slower
     # than a broadcast multiply followed by an in-place broadcast add); the rounding is the same.
     return (x.to(acc) * multiplier).add_(shift).to(x.dtype).contiguous()
