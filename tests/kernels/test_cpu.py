@@ -1,5 +1,4 @@
-"""The C++ CPU backend equals the reference bit for bit: every op, dtype, size, offset, thread count.
-"""
+"""The C++ CPU backend equals the reference bit for bit: every op, dtype, size, offset, threads."""
 
 import pytest
 import torch

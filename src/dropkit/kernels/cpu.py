@@ -2,10 +2,11 @@
 
 The kernels (``csrc/dropkit_cpu.cpp``) generate the Philox4x32-10 stream of :mod:`dropkit.rng`
 with SIMD integer multiplies and apply it in the same pass, split over threads by
-``at::parallel_for`` — torch's thread pool, so there is no second thread team: ``torch.set_num_threads``
-governs them, they do not spin beside torch's threads, and a forked child (``multiprocessing``
-"fork", DataLoader workers) uses them as it uses torch's own operators. Every result is bit for
-bit that of :mod:`dropkit.kernels.reference` (see ``docs/design/backends.md``).
+``at::parallel_for``: torch's own intra-op thread pool, so there is no second thread team.
+``torch.set_num_threads`` governs them and no other team spins beside torch's. In a forked child
+(``multiprocessing`` "fork", DataLoader workers) they run on the calling thread, because GNU
+OpenMP cannot start a team there. Every result is bit for bit that of
+:mod:`dropkit.kernels.reference` (see ``docs/design/backends.md``).
 
 Build and cache. Importing this module compiles nothing. The first call in a process loads the
 library from a per-user cache folder (``$DROPKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/dropkit``,
@@ -73,7 +74,7 @@ CACHE_ENV = "DROPKIT_CACHE_DIR"
 LOCK_TIMEOUT_S = 600.0
 # Build folders of killed builds older than this are removed by the next build.
 _STALE_BUILD_S = 3600.0
-_ABI_VERSION = 1
+_ABI_VERSION = 2
 _LIBRARY = "libdropkit_cpu.so"
 _CHECKSUM = _LIBRARY + ".sha256"
 
@@ -104,18 +105,24 @@ class _State:
         self.lib: ctypes.CDLL | None = None
         self.path: Path | None = None
         self.failed: str | None = None
+        self.built = False  # whether this process compiled the library (tests count builds)
+        # In a forked child the kernels run on the calling thread: GNU OpenMP (torch's CPU wheels)
+        # cannot start a thread team in a child forked after the parent used one — torch's own
+        # parallel operators hang there unless torch.set_num_threads(1), as DataLoader workers do.
+        self.serial = 0
 
 
 _state = _State()
 
 
-def _reset_lock_in_child() -> None:
+def _after_fork_in_child() -> None:
     # A fork while another thread held the lock would leave the child's copy held forever.
     _state.lock = threading.Lock()
+    _state.serial = 1
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_lock_in_child)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def cache_dir() -> Path:
@@ -318,14 +325,14 @@ def _open(path: Path) -> ctypes.CDLL:
         ctypes.c_double,
     )
     signatures = {
-        "dropkit_keep_mask": (ctypes.c_int, ptr, ptr, i64, u64, u32, u32, u64, f64),
+        "dropkit_keep_mask": (ctypes.c_int, ptr, ptr, i64, u64, u32, u32, u64, f64, ctypes.c_int),
         "dropkit_bias_dropout_add": (
             ctypes.c_int,
             *(ptr, ptr, i64, ptr, ptr, i64),
-            *(u64, u32, u32, u64, f64),
+            *(u64, u32, u32, u64, f64, ctypes.c_int),
         ),
-        "dropkit_stream_words": (ptr, i64, u64, u32, u32),
-        "dropkit_normal_uniforms": (ptr, ptr, i64, u64, u32, u32),
+        "dropkit_stream_words": (ptr, i64, u64, u32, u32, ctypes.c_int),
+        "dropkit_normal_uniforms": (ptr, ptr, i64, u64, u32, u32, ctypes.c_int),
     }
     for name, argtypes in signatures.items():
         function = getattr(lib, name)
@@ -357,6 +364,7 @@ def _load() -> tuple[ctypes.CDLL, Path]:
                 stacklevel=5,
             )
         _build(path)
+        _state.built = True
     return _open(path), path
 
 
@@ -374,7 +382,8 @@ def _library() -> ctypes.CDLL | None:
                 warnings.warn(
                     "dropkit: the C++ CPU kernels are unavailable, so the reference backend is "
                     f"used instead (same results, slower). Reason: {_state.failed}. Install a "
-                    f"C++ compiler (the CXX environment variable names it; now {_compiler_name()!r}), "
+                    "C++ compiler (the CXX environment variable names it; now "
+                    f"{_compiler_name()!r}), "
                     "or set DROPKIT_BACKEND=reference to choose the reference backend without "
                     "this warning.",
                     RuntimeWarning,
@@ -437,7 +446,16 @@ def apply_keep_mask(
     k0, k1 = rng.split_seed(seed)
     _check(
         lib.dropkit_keep_mask(
-            code, x.data_ptr(), target.data_ptr(), n, offset, k0, k1, threshold, scale
+            code,
+            x.data_ptr(),
+            target.data_ptr(),
+            n,
+            offset,
+            k0,
+            k1,
+            threshold,
+            scale,
+            _state.serial,
         ),
         "keep_mask",
     )
@@ -503,6 +521,7 @@ def bias_dropout_add(
             k1,
             threshold,
             scale,
+            _state.serial,
         ),
         "bias_dropout_add",
     )
@@ -522,7 +541,10 @@ def stream_words(
     out = torch.empty(numel, dtype=torch.int64)
     if numel:
         k0, k1 = rng.split_seed(seed)
-        _check(lib.dropkit_stream_words(out.data_ptr(), numel, offset, k0, k1), "stream_words")
+        _check(
+            lib.dropkit_stream_words(out.data_ptr(), numel, offset, k0, k1, _state.serial),
+            "stream_words",
+        )
     return out
 
 
@@ -548,7 +570,9 @@ def normal(
     if numel:
         k0, k1 = rng.split_seed(seed)
         _check(
-            lib.dropkit_normal_uniforms(u1.data_ptr(), u2.data_ptr(), numel, offset, k0, k1),
+            lib.dropkit_normal_uniforms(
+                u1.data_ptr(), u2.data_ptr(), numel, offset, k0, k1, _state.serial
+            ),
             "normal_uniforms",
         )
     z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)

@@ -184,6 +184,19 @@ inline void for_each_block(int64_t begin, int64_t end, uint64_t offset, uint32_t
   }
 }
 
+// f(begin, end) over [0, n): split by at::parallel_for over torch's intra-op threads, or on the
+// calling thread alone when `serial` (in a forked child, where GNU OpenMP cannot start a team).
+template <typename F>
+inline void for_range(int64_t n, int64_t grain, bool serial, const F& f) {
+  if (serial) {
+    if (n > 0) {
+      f(int64_t(0), n);
+    }
+  } else {
+    at::parallel_for(0, n, grain, f);
+  }
+}
+
 template <typename T>
 struct Acc {
   using type = float;
@@ -216,7 +229,7 @@ inline void keep_mask_run_inplace(T* __restrict x, const uint32_t* __restrict w,
 
 template <typename T>
 void keep_mask_kernel(const T* x, T* out, int64_t n, uint64_t offset, uint32_t k0, uint32_t k1,
-                      uint64_t threshold, double scale) {
+                      uint64_t threshold, double scale, bool serial) {
   using A = typename Acc<T>::type;
   // threshold 2**32 keeps nothing: every multiplier is +0 (x * 0, so NaN stays NaN).
   const bool none = threshold > 0xFFFFFFFFull;
@@ -224,7 +237,7 @@ void keep_mask_kernel(const T* x, T* out, int64_t n, uint64_t offset, uint32_t k
   const A keep = none ? A(0) : static_cast<A>(scale);
   // The caller passes either distinct, non-overlapping arrays or x == out.
   const bool in_place = static_cast<const void*>(x) == static_cast<const void*>(out);
-  at::parallel_for(0, n, kGrain, [=](int64_t begin, int64_t end) {
+  for_range(n, kGrain, serial, [=](int64_t begin, int64_t end) {
     for_each_block(begin, end, offset, k0, k1, [=](int64_t start, int64_t len, const uint32_t* w) {
       if (in_place) {
         keep_mask_run_inplace<T, A>(out + start, w, len, t32, keep);
@@ -253,12 +266,12 @@ inline void bias_dropout_add_run(const T* x, const T* __restrict bias, const T* 
 template <typename T>
 void bias_dropout_add_kernel(const T* x, const T* bias, int64_t bias_n, const T* residual, T* out,
                              int64_t n, uint64_t offset, uint32_t k0, uint32_t k1,
-                             uint64_t threshold, double scale) {
+                             uint64_t threshold, double scale, bool serial) {
   using A = typename Acc<T>::type;
   const bool none = threshold > 0xFFFFFFFFull;
   const uint32_t t32 = none ? 0u : static_cast<uint32_t>(threshold);
   const A keep = none ? A(0) : static_cast<A>(scale);
-  at::parallel_for(0, n, kGrain, [=](int64_t begin, int64_t end) {
+  for_range(n, kGrain, serial, [=](int64_t begin, int64_t end) {
     for_each_block(begin, end, offset, k0, k1, [=](int64_t start, int64_t len, const uint32_t* w) {
       int64_t t = 0;
       int64_t b = start % bias_n;
@@ -273,8 +286,9 @@ void bias_dropout_add_kernel(const T* x, const T* bias, int64_t bias_n, const T*
   });
 }
 
-void stream_words_kernel(int64_t* out, int64_t n, uint64_t offset, uint32_t k0, uint32_t k1) {
-  at::parallel_for(0, n, kGrain, [=](int64_t begin, int64_t end) {
+void stream_words_kernel(int64_t* out, int64_t n, uint64_t offset, uint32_t k0, uint32_t k1,
+                         bool serial) {
+  for_range(n, kGrain, serial, [=](int64_t begin, int64_t end) {
     for_each_block(begin, end, offset, k0, k1, [=](int64_t start, int64_t len, const uint32_t* w) {
       int64_t* os = out + start;
       for (int64_t t = 0; t < len; ++t) {
@@ -287,9 +301,9 @@ void stream_words_kernel(int64_t* out, int64_t n, uint64_t offset, uint32_t k0, 
 // Box-Muller's uniforms for variates [0, n) at variate offset `offset` (stream words 2 (i + o)
 // and 2 (i + o) + 1): u1 = ((w0 >> 8) + 1) 2^-24 in (0, 1], u2 = (w1 >> 8) 2^-24 in [0, 1).
 void normal_uniforms_kernel(double* u1, double* u2, int64_t n, uint64_t offset, uint32_t k0,
-                            uint32_t k1) {
+                            uint32_t k1, bool serial) {
   constexpr double kInv24 = 1.0 / 16777216.0;
-  at::parallel_for(0, n, kGrain / 2, [=](int64_t begin, int64_t end) {
+  for_range(n, kGrain / 2, serial, [=](int64_t begin, int64_t end) {
     // Variate i reads words 2 (i + offset) and 2 (i + offset) + 1: an even word index, so the
     // pair never straddles a counter. Walk the words of [2 begin, 2 end).
     for_each_block(2 * begin, 2 * end, 2 * offset, k0, k1,
@@ -323,27 +337,28 @@ int guarded(const F& f) {
 
 extern "C" {
 
-DROPKIT_EXPORT int dropkit_abi_version() { return 1; }
+DROPKIT_EXPORT int dropkit_abi_version() { return 2; }
 
-DROPKIT_EXPORT int dropkit_keep_mask(int dtype, const void* x, void* out, int64_t n, uint64_t offset, uint32_t k0,
-                      uint32_t k1, uint64_t threshold, double scale) {
+DROPKIT_EXPORT int dropkit_keep_mask(int dtype, const void* x, void* out, int64_t n,
+                                     uint64_t offset, uint32_t k0, uint32_t k1,
+                                     uint64_t threshold, double scale, int serial) {
   return guarded([&] {
     switch (dtype) {
       case 0:
         keep_mask_kernel(static_cast<const float*>(x), static_cast<float*>(out), n, offset, k0,
-                         k1, threshold, scale);
+                         k1, threshold, scale, serial != 0);
         break;
       case 1:
         keep_mask_kernel(static_cast<const double*>(x), static_cast<double*>(out), n, offset, k0,
-                         k1, threshold, scale);
+                         k1, threshold, scale, serial != 0);
         break;
       case 2:
         keep_mask_kernel(static_cast<const c10::Half*>(x), static_cast<c10::Half*>(out), n,
-                         offset, k0, k1, threshold, scale);
+                         offset, k0, k1, threshold, scale, serial != 0);
         break;
       case 3:
         keep_mask_kernel(static_cast<const c10::BFloat16*>(x), static_cast<c10::BFloat16*>(out),
-                         n, offset, k0, k1, threshold, scale);
+                         n, offset, k0, k1, threshold, scale, serial != 0);
         break;
       default:
         throw 0;
@@ -351,33 +366,36 @@ DROPKIT_EXPORT int dropkit_keep_mask(int dtype, const void* x, void* out, int64_
   });
 }
 
-DROPKIT_EXPORT int dropkit_bias_dropout_add(int dtype, const void* x, const void* bias, int64_t bias_n,
-                             const void* residual, void* out, int64_t n, uint64_t offset,
-                             uint32_t k0, uint32_t k1, uint64_t threshold, double scale) {
+DROPKIT_EXPORT int dropkit_bias_dropout_add(int dtype, const void* x, const void* bias,
+                                            int64_t bias_n, const void* residual, void* out,
+                                            int64_t n, uint64_t offset, uint32_t k0, uint32_t k1,
+                                            uint64_t threshold, double scale, int serial) {
   return guarded([&] {
     switch (dtype) {
       case 0:
         bias_dropout_add_kernel(static_cast<const float*>(x), static_cast<const float*>(bias),
                                 bias_n, static_cast<const float*>(residual),
-                                static_cast<float*>(out), n, offset, k0, k1, threshold, scale);
+                                static_cast<float*>(out), n, offset, k0, k1, threshold, scale,
+                                serial != 0);
         break;
       case 1:
         bias_dropout_add_kernel(static_cast<const double*>(x), static_cast<const double*>(bias),
                                 bias_n, static_cast<const double*>(residual),
-                                static_cast<double*>(out), n, offset, k0, k1, threshold, scale);
+                                static_cast<double*>(out), n, offset, k0, k1, threshold, scale,
+                                serial != 0);
         break;
       case 2:
         bias_dropout_add_kernel(
             static_cast<const c10::Half*>(x), static_cast<const c10::Half*>(bias), bias_n,
             static_cast<const c10::Half*>(residual), static_cast<c10::Half*>(out), n, offset, k0,
-            k1, threshold, scale);
+            k1, threshold, scale, serial != 0);
         break;
       case 3:
         bias_dropout_add_kernel(static_cast<const c10::BFloat16*>(x),
                                 static_cast<const c10::BFloat16*>(bias), bias_n,
                                 static_cast<const c10::BFloat16*>(residual),
                                 static_cast<c10::BFloat16*>(out), n, offset, k0, k1, threshold,
-                                scale);
+                                scale, serial != 0);
         break;
       default:
         throw 0;
@@ -385,13 +403,14 @@ DROPKIT_EXPORT int dropkit_bias_dropout_add(int dtype, const void* x, const void
   });
 }
 
-DROPKIT_EXPORT int dropkit_stream_words(int64_t* out, int64_t n, uint64_t offset, uint32_t k0, uint32_t k1) {
-  return guarded([&] { stream_words_kernel(out, n, offset, k0, k1); });
+DROPKIT_EXPORT int dropkit_stream_words(int64_t* out, int64_t n, uint64_t offset, uint32_t k0,
+                                        uint32_t k1, int serial) {
+  return guarded([&] { stream_words_kernel(out, n, offset, k0, k1, serial != 0); });
 }
 
-DROPKIT_EXPORT int dropkit_normal_uniforms(double* u1, double* u2, int64_t n, uint64_t offset, uint32_t k0,
-                            uint32_t k1) {
-  return guarded([&] { normal_uniforms_kernel(u1, u2, n, offset, k0, k1); });
+DROPKIT_EXPORT int dropkit_normal_uniforms(double* u1, double* u2, int64_t n, uint64_t offset,
+                                           uint32_t k0, uint32_t k1, int serial) {
+  return guarded([&] { normal_uniforms_kernel(u1, u2, n, offset, k0, k1, serial != 0); });
 }
 
 }  // extern "C"
