@@ -50,6 +50,7 @@ def _validated(name: object, source: str) -> str:
 
 _backend = _validated(os.environ.get("DROPKIT_BACKEND", "auto"), "DROPKIT_BACKEND")
 _triton: ModuleType | None | bool = None  # None: not looked for yet; False: not usable
+_cpu: ModuleType | None = None  # dropkit.kernels.cpu once imported (on first use)
 
 
 def set_backend(name: str) -> None:
@@ -75,12 +76,19 @@ def _triton_backend() -> ModuleType | None:
     return _triton or None
 
 
+def _cpu_backend() -> ModuleType:
+    global _cpu
+    if _cpu is None:
+        from dropkit.kernels import cpu  # deferred: importing dropkit compiles nothing
+
+        _cpu = cpu
+    return _cpu
+
+
 def _backend_for(device: torch.device) -> ModuleType:
     if _backend != "reference":
         if device.type == "cpu":
-            from dropkit.kernels import cpu  # deferred: importing dropkit compiles nothing
-
-            return cpu
+            return _cpu if _cpu is not None else _cpu_backend()
         if device.type == "cuda" and _backend == "auto":
             triton = _triton_backend()
             if triton is not None:
