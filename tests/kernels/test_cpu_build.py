@@ -230,3 +230,34 @@ def test_forked_children_and_dataloader_workers_use_dropkit_after_the_parent(tmp
         [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300
     )
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr
+
+
+INTERRUPTED = r"""
+import torch
+from dropkit.kernels import cpu
+print("ready", flush=True)
+cpu.available()
+print("finished", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_the_first_build_leaves_nothing_half_done(tmp_path):
+    cache = tmp_path / "cache"
+    child = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED],
+        env=child_env(cache),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout.readline().strip() == "ready"
+    time.sleep(0.5)  # inside the compile (it takes seconds)
+    child.send_signal(signal.SIGINT)
+    stdout, stderr = child.communicate(timeout=300)
+    if "finished" not in stdout:  # interrupted, as intended: by KeyboardInterrupt, not a crash
+        # (Python exits by re-raising SIGINT: returncode -2.)
+        assert child.returncode == -signal.SIGINT and "KeyboardInterrupt" in stderr, stderr
+    assert not list(cache.glob("cpu-*/build-*"))  # the build folder was removed
+    result = finish(start(cache))
+    assert result["equal"] and result["loaded"] and not result["warnings"]
