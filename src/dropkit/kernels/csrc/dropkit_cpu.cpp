@@ -27,9 +27,10 @@ constexpr uint32_t kM1 = 0xCD9E8D57u;
 constexpr uint32_t kW0 = 0x9E3779B9u;
 constexpr uint32_t kW1 = 0xBB67AE85u;
 
-// Counters per block: the words of one block (4 per counter) live in a stack buffer that stays
-// in L1 between generation and use.
-constexpr int64_t kBlockGroups = 256;
+// Counters per block: the words of one block (4 per counter) are generated into a stack buffer
+// and applied at once. Measured (2^24 float32 into an existing buffer, 2 threads, interleaved):
+// 32 counters 5.6 ms, 16: 5.9, 64: 6.5, 256: 8.0, 2048: 8.2 (numba's fused kernel: 6.1-6.3).
+constexpr int64_t kBlockGroups = 32;
 constexpr int64_t kBlockWords = 4 * kBlockGroups;
 // Elements per parallel task: below this a task is not worth a thread.
 constexpr int64_t kGrain = 1 << 15;
