@@ -135,7 +135,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15, help="timed rounds per variant (>= 1)")
     parser.add_argument("--quick", action="store_true", help="5 rounds")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
-    parser.add_argument("--threads", type=int, default=None, help="torch/numba threads")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")

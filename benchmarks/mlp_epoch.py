@@ -4,7 +4,7 @@
 dropout, on 60,000 random MNIST-sized inputs (the data only sets the shapes; timing does not depend
 on it). The three variants run interleaved, round by round, so that machine noise hits them alike;
 the script prints the median epoch time of each and its ratio over no dropout (target for dropkit:
-at most 1.15x).
+at most 1.05x). ``benchmarks/contended.py`` runs the same epochs beside a busy process.
 
     python benchmarks/mlp_epoch.py                  # 3 rounds of full epochs
     python benchmarks/mlp_epoch.py --batches 200    # shorter epochs
@@ -22,6 +22,8 @@ from torch import nn
 import dropkit
 
 INPUTS, HIDDEN, CLASSES, BATCH, SAMPLES = 784, 800, 10, 100, 60_000
+TARGET = 1.05
+VARIANTS = {"no dropout": "none", "torch.nn.Dropout": "torch", "dropkit.nn.Dropout": "dropkit"}
 
 
 def build(kind: str) -> nn.Sequential:
@@ -72,9 +74,8 @@ def main() -> None:
     torch.manual_seed(0)
     data = torch.rand(SAMPLES, INPUTS)
     labels = torch.randint(0, CLASSES, (SAMPLES,))
-    kinds = {"no dropout": "none", "torch.nn.Dropout": "torch", "dropkit.nn.Dropout": "dropkit"}
-    models = {name: build(kind) for name, kind in kinds.items()}
-    for model in models.values():  # warm-up: numba compilation / cache load, allocator
+    models = {name: build(kind) for name, kind in VARIANTS.items()}
+    for model in models.values():  # warm-up: kernel build or cache load, allocator
         epoch(model, data, labels, min(20, args.batches))
     times: dict[str, list[float]] = {name: [] for name in models}
     for r in range(args.rounds):
@@ -104,8 +105,8 @@ def main() -> None:
             added = (seconds - base) / args.batches * 1e3
             print(f"{name:>20}  {seconds:7.2f} s  {ratio:5.2f}x  {added:+6.2f} ms/batch")
     dk_ratio = rows[2][2]
-    verdict = "met" if dk_ratio <= 1.15 else "NOT met"
-    print(f"target dropkit <= 1.15x no dropout: measured {dk_ratio:.2f}x -> {verdict}")
+    verdict = "met" if dk_ratio <= TARGET else "NOT met"
+    print(f"target dropkit <= {TARGET}x no dropout: measured {dk_ratio:.2f}x -> {verdict}")
 
 
 if __name__ == "__main__":

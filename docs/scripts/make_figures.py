@@ -34,7 +34,7 @@ from dropkit import functional as DF
 SEED = 20121207  # one seed for every picture (arXiv:1207.0580 went up in July 2012)
 RATES = (0.1, 0.3, 0.5, 0.7)
 # The backend the same-seed picture compares with the reference (a name for dropkit.set_backend).
-FAST_CPU_BACKEND = "numba"
+FAST_CPU_BACKEND = "cpu"
 GRAY = "gray"
 
 FIGURES: dict[str, Callable[[], plt.Figure]] = {}

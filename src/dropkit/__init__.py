@@ -1,7 +1,7 @@
 """dropkit: the dropout family of regularizers for PyTorch, exact, reproducible and fast on the CPU.
 
-Importing dropkit registers its custom operators and compiles nothing; the numba kernels are
-compiled (or loaded from numba's on-disk cache) on first use.
+Importing dropkit registers its custom operators and compiles nothing; the C++ CPU kernels are
+built (or loaded from a checksummed per-user cache) on first use (see dropkit.kernels.cpu).
 """
 
 from dropkit import constraints, functional, mc, nn, ops, rng

@@ -3,7 +3,6 @@ and clear errors for dropkit's own arguments (issue 9, items 3, 5 and 6)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 
 import numpy as np
@@ -116,12 +115,6 @@ def test_seed_edges_accepted():
     assert torch.equal(F.dropout(x4, 0.5, seed=2**64 - 1), F.dropout(x4, 0.5, seed=-1))
 
 
-_NUMBA = importlib.util.find_spec("dropkit.kernels.numba_cpu") is not None
-
-
-@pytest.mark.xfail(_NUMBA and kernels.get_backend() != "reference", strict=False,
-                   reason="the numba backend misreads the last words below 2**63 (its successor, "
-                   "the at::parallel_for backend, is to pass)")  # fmt: skip
 def test_the_last_words_of_the_counter_space_are_the_references():
     x = torch.randn(10)
     threshold = rng.keep_threshold(0.5)

@@ -92,7 +92,7 @@ def dropout_comparison(numel: int = 1 << 20, p: float = 0.5) -> dict:
             x = torch.ones(numel, requires_grad=True)
             keep = float((layer(x) != 0).float().mean())
             saved = _saved_bytes(layer, x)
-            layer(x).sum().backward()  # warm-up (numba compiles or loads its cache)
+            layer(x).sum().backward()  # warm-up (builds or loads the CPU kernels)
             x.grad = None
             ms = _time_ms(layer, x)
             rows.append([name, f"{keep:.4f}", f"{saved:,}", f"{ms:.2f}"])

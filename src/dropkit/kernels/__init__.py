@@ -1,14 +1,24 @@
-"""Dropout kernels: the plain-torch reference (the semantics) and the fast CPU backend.
+"""Dropout kernels: one contract, several backends that return the same bits.
 
-``apply_keep_mask`` dispatches to a backend; every backend produces bit-identical output for the
-same arguments. Choose one with :func:`set_backend` or the ``DROPKIT_BACKEND`` environment variable
-(``auto`` — numba for CPU tensors, reference elsewhere —, ``numba`` or ``reference``). Tensors on
-devices other than the CPU always use the reference backend, which draws the same masks.
+The contract is four functions — :func:`apply_keep_mask`, :func:`stream_words`, :func:`normal`
+and :func:`bias_dropout_add` — defined by the plain-torch :mod:`dropkit.kernels.reference`. This
+module checks their arguments once and routes each call to a backend:
+
+- ``"auto"`` (the default): :mod:`dropkit.kernels.cpu` (C++ kernels in torch's intra-op thread
+  pool) for CPU tensors, :mod:`dropkit.kernels.triton_gpu` for CUDA tensors where it is installed
+  and ``triton_gpu.available()`` says it can run, the reference elsewhere;
+- ``"cpu"``: the C++ kernels for CPU tensors, the reference for every other device;
+- ``"reference"``: the reference everywhere.
+
+Choose with :func:`set_backend` or the ``DROPKIT_BACKEND`` environment variable. Every backend
+draws the same masks; where the C++ kernels cannot be built, the CPU backend warns once and uses
+the reference. Importing dropkit compiles nothing: backends are imported on first use.
 """
 
 from __future__ import annotations
 
 import os
+from types import ModuleType
 
 import torch
 
@@ -16,6 +26,7 @@ from dropkit.kernels import reference
 
 __all__ = [
     "BACKENDS",
+    "MAX_STREAM_INDEX",
     "apply_keep_mask",
     "bias_dropout_add",
     "get_backend",
@@ -24,22 +35,28 @@ __all__ = [
     "stream_words",
 ]
 
-BACKENDS = ("auto", "numba", "reference")
+BACKENDS = ("auto", "cpu", "reference")
+# The stream index of the last element a call may read: offset + numel <= MAX_STREAM_INDEX (the
+# largest int64, so every index is exact in every backend's int64 arithmetic).
+MAX_STREAM_INDEX = 2**63 - 1
+_MAX_THRESHOLD = 2**32
 
 
-def _validated(name: str) -> str:
+def _validated(name: object, source: str) -> str:
     if name not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {name!r}")
-    return name
+        raise ValueError(f"{source} must be one of {', '.join(map(repr, BACKENDS))}, got {name!r}")
+    return name  # type: ignore[return-value]
 
 
-_backend = _validated(os.environ.get("DROPKIT_BACKEND", "auto"))
+_backend = _validated(os.environ.get("DROPKIT_BACKEND", "auto"), "DROPKIT_BACKEND")
+_triton: ModuleType | None | bool = None  # None: not looked for yet; False: not usable
+_cpu: ModuleType | None = None  # dropkit.kernels.cpu once imported (on first use)
 
 
 def set_backend(name: str) -> None:
-    """Select the kernel backend: ``"auto"``, ``"numba"`` or ``"reference"``."""
+    """Select the kernel backend: ``"auto"``, ``"cpu"`` or ``"reference"``."""
     global _backend
-    _backend = _validated(name)
+    _backend = _validated(name, "backend")
 
 
 def get_backend() -> str:
@@ -47,8 +64,49 @@ def get_backend() -> str:
     return _backend
 
 
-def _use_numba(x: torch.Tensor) -> bool:
-    return _backend != "reference" and x.device.type == "cpu"
+def _triton_backend() -> ModuleType | None:
+    global _triton
+    if _triton is None:
+        try:
+            from dropkit.kernels import triton_gpu
+        except ImportError:  # not installed (or Triton missing): CUDA tensors use the reference
+            _triton = False
+        else:
+            _triton = triton_gpu if triton_gpu.available() else False
+    return _triton or None
+
+
+def _cpu_backend() -> ModuleType:
+    global _cpu
+    if _cpu is None:
+        from dropkit.kernels import cpu  # deferred: importing dropkit compiles nothing
+
+        _cpu = cpu
+    return _cpu
+
+
+def _backend_for(device: torch.device) -> ModuleType:
+    if _backend != "reference":
+        if device.type == "cpu":
+            return _cpu if _cpu is not None else _cpu_backend()
+        if device.type == "cuda" and _backend == "auto":
+            triton = _triton_backend()
+            if triton is not None:
+                return triton
+    return reference
+
+
+def _check_stream(numel: int, offset: int, what: str = "offset") -> None:
+    if offset < 0 or offset + numel > MAX_STREAM_INDEX:
+        raise ValueError(
+            f"{what} must be >= 0 with {what} + numel <= 2**63 - 1, got {what}={offset} for "
+            f"numel={numel}"
+        )
+
+
+def _check_keep(threshold: int) -> None:
+    if not 0 <= threshold <= _MAX_THRESHOLD:
+        raise ValueError(f"threshold must be in [0, 2**32], got {threshold}")
 
 
 def apply_keep_mask(
@@ -63,11 +121,9 @@ def apply_keep_mask(
 
     ``x`` must be contiguous; ``out`` (optional, may be ``x``) must be contiguous too.
     """
-    if _use_numba(x):
-        from dropkit.kernels import numba_cpu  # deferred: importing dropkit compiles nothing
-
-        return numba_cpu.apply_keep_mask(x, seed, offset, threshold, scale, out)
-    return reference.apply_keep_mask(x, seed, offset, threshold, scale, out)
+    _check_stream(x.numel(), offset)
+    _check_keep(threshold)
+    return _backend_for(x.device).apply_keep_mask(x, seed, offset, threshold, scale, out)
 
 
 def stream_words(
@@ -75,7 +131,11 @@ def stream_words(
 ) -> torch.Tensor:
     """The stream words of elements ``0 .. numel-1`` at ``offset``, int64 in ``[0, 2**32)``
     (:func:`dropkit.rng.stream_words`)."""
-    return reference.stream_words(numel, seed, offset, device)
+    if numel < 0:
+        raise ValueError(f"numel must be >= 0, got {numel}")
+    _check_stream(numel, offset)
+    target = torch.device("cpu") if device is None else torch.device(device)
+    return _backend_for(target).stream_words(numel, seed, offset, target)
 
 
 def normal(
@@ -85,13 +145,18 @@ def normal(
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Standard normals of the stream (:func:`dropkit.rng.normal`; ``offset`` counts variates)."""
+    """Standard normals of the stream (:func:`dropkit.rng.normal`; ``offset`` counts variates,
+    each of which reads two stream words)."""
+    numel = 1
+    for size in shape:
+        numel *= int(size)
+    if offset < 0 or 2 * (offset + numel) > MAX_STREAM_INDEX:
+        raise ValueError(
+            "offset must be >= 0 with 2 * (offset + numel) <= 2**63 - 1 (each variate reads two "
+            f"stream words), got offset={offset} for numel={numel}"
+        )
     target = torch.device("cpu") if device is None else torch.device(device)
-    if _backend != "reference" and target.type == "cpu":
-        from dropkit.kernels import numba_normal  # deferred: compiles on first use
-
-        return numba_normal.normal(shape, seed, offset, target, dtype)
-    return reference.normal(shape, seed, offset, device, dtype)
+    return _backend_for(target).normal(shape, seed, offset, target, dtype)
 
 
 def bias_dropout_add(
@@ -106,4 +171,8 @@ def bias_dropout_add(
 ) -> torch.Tensor:
     """``residual + keep_mask(x + bias)`` in one pass; see
     :func:`dropkit.kernels.reference.bias_dropout_add` for the exact rounding."""
-    return reference.bias_dropout_add(x, bias, residual, seed, offset, threshold, scale, out)
+    _check_stream(x.numel(), offset)
+    _check_keep(threshold)
+    return _backend_for(x.device).bias_dropout_add(
+        x, bias, residual, seed, offset, threshold, scale, out
+    )

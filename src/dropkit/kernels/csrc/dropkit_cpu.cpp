@@ -1,0 +1,417 @@
+// dropkit's CPU kernels: the Philox4x32-10 stream of dropkit.rng, applied inside torch's own
+// intra-op thread pool (at::parallel_for), bit for bit equal to dropkit.kernels.reference.
+//
+// A plain C ABI (no Python objects cross it): dropkit.kernels.cpu loads this library with ctypes
+// after checking its SHA-256, validates every argument and passes raw addresses of contiguous
+// CPU tensors. Exceptions never cross the boundary: each entry point returns 0 or an error code.
+//
+// Compiled with -ffp-contract=off (no fused multiply-add) and without -ffast-math, so every
+// product and sum is one IEEE operation rounded to nearest even, as torch's own CPU ops are.
+// Compiled with -fopenmp so that at::parallel_for's inline OpenMP region is real, but linked
+// without it: the OpenMP runtime is the one libtorch_cpu already loaded (one thread team).
+
+#include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+#include <cstdint>
+
+namespace {
+
+constexpr uint32_t kM0 = 0xD2511F53u;
+constexpr uint32_t kM1 = 0xCD9E8D57u;
+constexpr uint32_t kW0 = 0x9E3779B9u;
+constexpr uint32_t kW1 = 0xBB67AE85u;
+
+// Counters per block: the words of one block (4 per counter) are generated into a stack buffer
+// and applied at once. Measured (2^24 float32 into an existing buffer, 2 threads, interleaved):
+// 32 counters 5.6 ms, 16: 5.9, 64: 6.5, 256: 8.0, 2048: 8.2 (numba's fused kernel: 6.1-6.3).
+constexpr int64_t kBlockGroups = 32;
+constexpr int64_t kBlockWords = 4 * kBlockGroups;
+// Elements per parallel task: below this a task is not worth a thread.
+constexpr int64_t kGrain = 1 << 15;
+
+// Round keys: key_r = key + r * W (mod 2**32), r = 0..9.
+struct RoundKeys {
+  uint32_t k0[10];
+  uint32_t k1[10];
+  RoundKeys(uint32_t key0, uint32_t key1) {
+    for (int r = 0; r < 10; ++r) {
+      k0[r] = key0;
+      k1[r] = key1;
+      key0 += kW0;
+      key1 += kW1;
+    }
+  }
+};
+
+// Philox4x32-10 of one counter (lo, hi, 0, 0): the portable definition.
+inline void philox_one(uint64_t counter, const RoundKeys& keys, uint32_t* w) {
+  uint32_t a0 = static_cast<uint32_t>(counter), a1 = static_cast<uint32_t>(counter >> 32);
+  uint32_t a2 = 0, a3 = 0;
+  for (int r = 0; r < 10; ++r) {
+    const uint64_t p0 = static_cast<uint64_t>(a0) * kM0;
+    const uint64_t p1 = static_cast<uint64_t>(a2) * kM1;
+    const uint32_t n0 = static_cast<uint32_t>(p1 >> 32) ^ a1 ^ keys.k0[r];
+    const uint32_t n2 = static_cast<uint32_t>(p0 >> 32) ^ a3 ^ keys.k1[r];
+    a1 = static_cast<uint32_t>(p1);
+    a3 = static_cast<uint32_t>(p0);
+    a0 = n0;
+    a2 = n2;
+  }
+  w[0] = a0;
+  w[1] = a1;
+  w[2] = a2;
+  w[3] = a3;
+}
+
+// words[4 g + k] = word k of Philox4x32-10(counter first + g, key), for g < groups.
+//
+// x86 with AVX-512F or AVX2: 8 (4) counters per register, one 32-bit word per 64-bit lane, so
+// each 32x32->64 product is one vpmuludq (which reads the low half of each lane: the upper
+// halves may hold garbage and are never masked inside the rounds). Compilers left alone emit the
+// much slower 64x64 vpmullq here. Elsewhere: the portable loop above.
+inline void philox_block(uint64_t first, int64_t groups, const RoundKeys& keys,
+                         uint32_t* __restrict words) {
+  int64_t g = 0;
+#if defined(__AVX512F__)
+  {
+    const __m512i m0 = _mm512_set1_epi64(kM0);
+    const __m512i m1 = _mm512_set1_epi64(kM1);
+    const __m512i low = _mm512_set1_epi64(0xFFFFFFFFll);
+    const __m512i iota = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i eight = _mm512_set1_epi64(8);
+    const __m512i even = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
+    const __m512i odd = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
+    // Two independent sets of 8 counters per step: the rounds are a dependency chain, and a
+    // second chain keeps the multiplier busy while the first waits on its products.
+    for (; g + 16 <= groups; g += 16) {
+      const __m512i counter =
+          _mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(first + g)), iota);
+      const __m512i counter_b = _mm512_add_epi64(counter, eight);
+      __m512i a0 = counter, a1 = _mm512_srli_epi64(counter, 32);
+      __m512i b0 = counter_b, b1 = _mm512_srli_epi64(counter_b, 32);
+      __m512i a2 = _mm512_setzero_si512(), a3 = _mm512_setzero_si512();
+      __m512i b2 = a2, b3 = a2;
+      for (int r = 0; r < 10; ++r) {
+        const __m512i key0 = _mm512_set1_epi64(keys.k0[r]);
+        const __m512i key1 = _mm512_set1_epi64(keys.k1[r]);
+        const __m512i p0 = _mm512_mul_epu32(a0, m0);
+        const __m512i p1 = _mm512_mul_epu32(a2, m1);
+        const __m512i q0 = _mm512_mul_epu32(b0, m0);
+        const __m512i q1 = _mm512_mul_epu32(b2, m1);
+        a0 = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p1, 32), a1), key0);
+        a2 = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(p0, 32), a3), key1);
+        b0 = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(q1, 32), b1), key0);
+        b2 = _mm512_xor_si512(_mm512_xor_si512(_mm512_srli_epi64(q0, 32), b3), key1);
+        a1 = p1;
+        a3 = p0;
+        b1 = q1;
+        b3 = q0;
+      }
+      // Lanes (w0 | w1 << 32) and (w2 | w3 << 32) per counter, then the counters in order.
+      __m512i t0 = _mm512_or_si512(_mm512_and_si512(a0, low), _mm512_slli_epi64(a1, 32));
+      __m512i t1 = _mm512_or_si512(_mm512_and_si512(a2, low), _mm512_slli_epi64(a3, 32));
+      __m512i u0 = _mm512_unpacklo_epi64(t0, t1);  // counters 0, 2, 4, 6
+      __m512i u1 = _mm512_unpackhi_epi64(t0, t1);  // counters 1, 3, 5, 7
+      _mm512_storeu_si512(words + 4 * g, _mm512_permutex2var_epi64(u0, even, u1));
+      _mm512_storeu_si512(words + 4 * g + 16, _mm512_permutex2var_epi64(u0, odd, u1));
+      t0 = _mm512_or_si512(_mm512_and_si512(b0, low), _mm512_slli_epi64(b1, 32));
+      t1 = _mm512_or_si512(_mm512_and_si512(b2, low), _mm512_slli_epi64(b3, 32));
+      u0 = _mm512_unpacklo_epi64(t0, t1);
+      u1 = _mm512_unpackhi_epi64(t0, t1);
+      _mm512_storeu_si512(words + 4 * g + 32, _mm512_permutex2var_epi64(u0, even, u1));
+      _mm512_storeu_si512(words + 4 * g + 48, _mm512_permutex2var_epi64(u0, odd, u1));
+    }
+  }
+#elif defined(__AVX2__)
+  {
+    const __m256i m0 = _mm256_set1_epi64x(kM0);
+    const __m256i m1 = _mm256_set1_epi64x(kM1);
+    const __m256i low = _mm256_set1_epi64x(0xFFFFFFFFll);
+    const __m256i iota = _mm256_set_epi64x(3, 2, 1, 0);
+    for (; g + 4 <= groups; g += 4) {
+      const __m256i counter =
+          _mm256_add_epi64(_mm256_set1_epi64x(static_cast<long long>(first + g)), iota);
+      __m256i a0 = counter, a1 = _mm256_srli_epi64(counter, 32);
+      __m256i a2 = _mm256_setzero_si256(), a3 = _mm256_setzero_si256();
+      for (int r = 0; r < 10; ++r) {
+        const __m256i p0 = _mm256_mul_epu32(a0, m0);
+        const __m256i p1 = _mm256_mul_epu32(a2, m1);
+        const __m256i n0 = _mm256_xor_si256(
+            _mm256_xor_si256(_mm256_srli_epi64(p1, 32), a1), _mm256_set1_epi64x(keys.k0[r]));
+        const __m256i n2 = _mm256_xor_si256(
+            _mm256_xor_si256(_mm256_srli_epi64(p0, 32), a3), _mm256_set1_epi64x(keys.k1[r]));
+        a1 = p1;
+        a3 = p0;
+        a0 = n0;
+        a2 = n2;
+      }
+      const __m256i t0 = _mm256_or_si256(_mm256_and_si256(a0, low), _mm256_slli_epi64(a1, 32));
+      const __m256i t1 = _mm256_or_si256(_mm256_and_si256(a2, low), _mm256_slli_epi64(a3, 32));
+      const __m256i u0 = _mm256_unpacklo_epi64(t0, t1);  // counters 0, 2
+      const __m256i u1 = _mm256_unpackhi_epi64(t0, t1);  // counters 1, 3
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(words + 4 * g),
+                          _mm256_permute2x128_si256(u0, u1, 0x20));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(words + 4 * g + 8),
+                          _mm256_permute2x128_si256(u0, u1, 0x31));
+    }
+  }
+#endif
+  for (; g < groups; ++g) {
+    philox_one(first + static_cast<uint64_t>(g), keys, words + 4 * g);
+  }
+}
+
+// Calls body(start, len, words) for consecutive pieces of elements [begin, end): element
+// start + t reads stream word words[t] (stream index start + t + offset).
+template <typename Body>
+inline void for_each_block(int64_t begin, int64_t end, uint64_t offset, uint32_t k0, uint32_t k1,
+                           const Body& body) {
+  const RoundKeys keys(k0, k1);
+  alignas(64) uint32_t buffer[kBlockWords + 4];
+  for (int64_t start = begin; start < end;) {
+    const uint64_t j = static_cast<uint64_t>(start) + offset;
+    const int64_t shift = static_cast<int64_t>(j & 3u);
+    const int64_t len = std::min(end - start, kBlockWords - shift);
+    const int64_t groups = (shift + len + 3) / 4;
+    philox_block(j >> 2, groups, keys, buffer);
+    body(start, len, buffer + shift);
+    start += len;
+  }
+}
+
+// f(begin, end) over [0, n): split by at::parallel_for over torch's intra-op threads, or on the
+// calling thread alone when `serial` (in a forked child, where GNU OpenMP cannot start a team).
+template <typename F>
+inline void for_range(int64_t n, int64_t grain, bool serial, const F& f) {
+  if (serial) {
+    if (n > 0) {
+      f(int64_t(0), n);
+    }
+  } else {
+    at::parallel_for(0, n, grain, f);
+  }
+}
+
+template <typename T>
+struct Acc {
+  using type = float;
+};
+template <>
+struct Acc<double> {
+  using type = double;
+};
+
+// out[t] = x[t] * (w[t] >= t32 ? keep : 0), product in the accumulation type A, rounded once.
+// Distinct arrays (restrict, so the loop vectorises without an overlap check) ...
+template <typename T, typename A>
+inline void keep_mask_run(const T* __restrict x, T* __restrict out,
+                          const uint32_t* __restrict w, int64_t len, uint32_t t32, A keep) {
+  for (int64_t t = 0; t < len; ++t) {
+    const A m = w[t] >= t32 ? keep : A(0);
+    out[t] = static_cast<T>(static_cast<A>(x[t]) * m);
+  }
+}
+
+// ... and in place: one pointer, each element read before it is written.
+template <typename T, typename A>
+inline void keep_mask_run_inplace(T* __restrict x, const uint32_t* __restrict w, int64_t len,
+                                  uint32_t t32, A keep) {
+  for (int64_t t = 0; t < len; ++t) {
+    const A m = w[t] >= t32 ? keep : A(0);
+    x[t] = static_cast<T>(static_cast<A>(x[t]) * m);
+  }
+}
+
+template <typename T>
+void keep_mask_kernel(const T* x, T* out, int64_t n, uint64_t offset, uint32_t k0, uint32_t k1,
+                      uint64_t threshold, double scale, bool serial) {
+  using A = typename Acc<T>::type;
+  // threshold 2**32 keeps nothing: every multiplier is +0 (x * 0, so NaN stays NaN).
+  const bool none = threshold > 0xFFFFFFFFull;
+  const uint32_t t32 = none ? 0u : static_cast<uint32_t>(threshold);
+  const A keep = none ? A(0) : static_cast<A>(scale);
+  // The caller passes either distinct, non-overlapping arrays or x == out.
+  const bool in_place = static_cast<const void*>(x) == static_cast<const void*>(out);
+  for_range(n, kGrain, serial, [=](int64_t begin, int64_t end) {
+    for_each_block(begin, end, offset, k0, k1, [=](int64_t start, int64_t len, const uint32_t* w) {
+      if (in_place) {
+        keep_mask_run_inplace<T, A>(out + start, w, len, t32, keep);
+      } else {
+        keep_mask_run<T, A>(x + start, out + start, w, len, t32, keep);
+      }
+    });
+  });
+}
+
+// One run of consecutive bias elements: t = x + bias, y = t * m, z = residual + y (three
+// roundings in A, never contracted), then z rounded once to T. out may be x or residual itself
+// (each element is read before it is written), so it is not restrict.
+template <typename T, typename A>
+inline void bias_dropout_add_run(const T* x, const T* __restrict bias, const T* residual, T* out,
+                                 const uint32_t* __restrict w, int64_t len, uint32_t t32,
+                                 A keep) {
+  for (int64_t u = 0; u < len; ++u) {
+    const A m = w[u] >= t32 ? keep : A(0);
+    const A sum = static_cast<A>(x[u]) + static_cast<A>(bias[u]);
+    const A dropped = sum * m;
+    out[u] = static_cast<T>(static_cast<A>(residual[u]) + dropped);
+  }
+}
+
+template <typename T>
+void bias_dropout_add_kernel(const T* x, const T* bias, int64_t bias_n, const T* residual, T* out,
+                             int64_t n, uint64_t offset, uint32_t k0, uint32_t k1,
+                             uint64_t threshold, double scale, bool serial) {
+  using A = typename Acc<T>::type;
+  const bool none = threshold > 0xFFFFFFFFull;
+  const uint32_t t32 = none ? 0u : static_cast<uint32_t>(threshold);
+  const A keep = none ? A(0) : static_cast<A>(scale);
+  for_range(n, kGrain, serial, [=](int64_t begin, int64_t end) {
+    for_each_block(begin, end, offset, k0, k1, [=](int64_t start, int64_t len, const uint32_t* w) {
+      int64_t t = 0;
+      int64_t b = start % bias_n;
+      while (t < len) {
+        const int64_t run = std::min(len - t, bias_n - b);
+        bias_dropout_add_run<T, A>(x + start + t, bias + b, residual + start + t, out + start + t,
+                                   w + t, run, t32, keep);
+        t += run;
+        b = 0;
+      }
+    });
+  });
+}
+
+void stream_words_kernel(int64_t* out, int64_t n, uint64_t offset, uint32_t k0, uint32_t k1,
+                         bool serial) {
+  for_range(n, kGrain, serial, [=](int64_t begin, int64_t end) {
+    for_each_block(begin, end, offset, k0, k1, [=](int64_t start, int64_t len, const uint32_t* w) {
+      int64_t* os = out + start;
+      for (int64_t t = 0; t < len; ++t) {
+        os[t] = static_cast<int64_t>(w[t]);
+      }
+    });
+  });
+}
+
+// Box-Muller's uniforms for variates [0, n) at variate offset `offset` (stream words 2 (i + o)
+// and 2 (i + o) + 1): u1 = ((w0 >> 8) + 1) 2^-24 in (0, 1], u2 = (w1 >> 8) 2^-24 in [0, 1).
+void normal_uniforms_kernel(double* u1, double* u2, int64_t n, uint64_t offset, uint32_t k0,
+                            uint32_t k1, bool serial) {
+  constexpr double kInv24 = 1.0 / 16777216.0;
+  for_range(n, kGrain / 2, serial, [=](int64_t begin, int64_t end) {
+    // Variate i reads words 2 (i + offset) and 2 (i + offset) + 1: an even word index, so the
+    // pair never straddles a counter. Walk the words of [2 begin, 2 end).
+    for_each_block(2 * begin, 2 * end, 2 * offset, k0, k1,
+                   [=](int64_t start, int64_t len, const uint32_t* w) {
+                     // start and len are even: blocks start on even words (see for_each_block's
+                     // shift, which is even here) and hold an even number of words.
+                     const int64_t first = start / 2;
+                     for (int64_t t = 0; t < len / 2; ++t) {
+                       u1[first + t] = static_cast<double>((w[2 * t] >> 8) + 1u) * kInv24;
+                       u2[first + t] = static_cast<double>(w[2 * t + 1] >> 8) * kInv24;
+                     }
+                   });
+  });
+}
+
+template <typename F>
+int guarded(const F& f) {
+  try {
+    f();
+    return 0;
+  } catch (...) {
+    return 1;
+  }
+}
+
+}  // namespace
+
+// dtype codes: 0 float32, 1 float64, 2 float16, 3 bfloat16. Built with -fvisibility=hidden:
+// only these entry points are exported.
+#define DROPKIT_EXPORT __attribute__((visibility("default")))
+
+extern "C" {
+
+DROPKIT_EXPORT int dropkit_abi_version() { return 2; }
+
+DROPKIT_EXPORT int dropkit_keep_mask(int dtype, const void* x, void* out, int64_t n,
+                                     uint64_t offset, uint32_t k0, uint32_t k1,
+                                     uint64_t threshold, double scale, int serial) {
+  return guarded([&] {
+    switch (dtype) {
+      case 0:
+        keep_mask_kernel(static_cast<const float*>(x), static_cast<float*>(out), n, offset, k0,
+                         k1, threshold, scale, serial != 0);
+        break;
+      case 1:
+        keep_mask_kernel(static_cast<const double*>(x), static_cast<double*>(out), n, offset, k0,
+                         k1, threshold, scale, serial != 0);
+        break;
+      case 2:
+        keep_mask_kernel(static_cast<const c10::Half*>(x), static_cast<c10::Half*>(out), n,
+                         offset, k0, k1, threshold, scale, serial != 0);
+        break;
+      case 3:
+        keep_mask_kernel(static_cast<const c10::BFloat16*>(x), static_cast<c10::BFloat16*>(out),
+                         n, offset, k0, k1, threshold, scale, serial != 0);
+        break;
+      default:
+        throw 0;
+    }
+  });
+}
+
+DROPKIT_EXPORT int dropkit_bias_dropout_add(int dtype, const void* x, const void* bias,
+                                            int64_t bias_n, const void* residual, void* out,
+                                            int64_t n, uint64_t offset, uint32_t k0, uint32_t k1,
+                                            uint64_t threshold, double scale, int serial) {
+  return guarded([&] {
+    switch (dtype) {
+      case 0:
+        bias_dropout_add_kernel(static_cast<const float*>(x), static_cast<const float*>(bias),
+                                bias_n, static_cast<const float*>(residual),
+                                static_cast<float*>(out), n, offset, k0, k1, threshold, scale,
+                                serial != 0);
+        break;
+      case 1:
+        bias_dropout_add_kernel(static_cast<const double*>(x), static_cast<const double*>(bias),
+                                bias_n, static_cast<const double*>(residual),
+                                static_cast<double*>(out), n, offset, k0, k1, threshold, scale,
+                                serial != 0);
+        break;
+      case 2:
+        bias_dropout_add_kernel(
+            static_cast<const c10::Half*>(x), static_cast<const c10::Half*>(bias), bias_n,
+            static_cast<const c10::Half*>(residual), static_cast<c10::Half*>(out), n, offset, k0,
+            k1, threshold, scale, serial != 0);
+        break;
+      case 3:
+        bias_dropout_add_kernel(static_cast<const c10::BFloat16*>(x),
+                                static_cast<const c10::BFloat16*>(bias), bias_n,
+                                static_cast<const c10::BFloat16*>(residual),
+                                static_cast<c10::BFloat16*>(out), n, offset, k0, k1, threshold,
+                                scale, serial != 0);
+        break;
+      default:
+        throw 0;
+    }
+  });
+}
+
+DROPKIT_EXPORT int dropkit_stream_words(int64_t* out, int64_t n, uint64_t offset, uint32_t k0,
+                                        uint32_t k1, int serial) {
+  return guarded([&] { stream_words_kernel(out, n, offset, k0, k1, serial != 0); });
+}
+
+DROPKIT_EXPORT int dropkit_normal_uniforms(double* u1, double* u2, int64_t n, uint64_t offset,
+                                           uint32_t k0, uint32_t k1, int serial) {
+  return guarded([&] { normal_uniforms_kernel(u1, u2, n, offset, k0, k1, serial != 0); });
+}
+
+}  // extern "C"
