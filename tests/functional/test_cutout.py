@@ -123,5 +123,5 @@ def test_module_repr_and_errors():
         F.cutout(torch.ones(10, 10), 3)
     with pytest.raises(TypeError, match="real floating or integer"):
         F.cutout(torch.ones(1, 4, 4, dtype=torch.bool), 3)
-    with pytest.raises(ValueError, match=r"offset must be an integer in \[0, 2\*\*63\)"):
+    with pytest.raises(ValueError, match=r"offset must be an integer in \[0, 2\*\*63 - 1\)"):
         F.cutout(x, 3, offset=-1)

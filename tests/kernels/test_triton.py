@@ -389,7 +389,7 @@ def test_bad_inputs_are_named():
         tg.apply_keep_mask(x, 1, 0, t, 2.0, out=torch.empty(4, 8).t())
     with pytest.raises(ValueError, match="offset must be an integer >= 0, got -1"):
         tg.apply_keep_mask(x, 1, -1, t, 2.0)
-    with pytest.raises(ValueError, match=r"offset \+ numel must be <= 2\*\*63"):
+    with pytest.raises(ValueError, match=r"offset \+ numel must be <= 2\*\*63 - 1"):
         tg.apply_keep_mask(x, 1, 2**63 - 31, t, 2.0)
     with pytest.raises(ValueError, match=r"threshold must lie in \[0, 2\*\*32\], got 4294967297"):
         tg.apply_keep_mask(x, 1, 0, 2**32 + 1, 2.0)
@@ -397,7 +397,7 @@ def test_bad_inputs_are_named():
         tg.apply_keep_mask(torch.ones(4, dtype=torch.int32), 1, 0, t, 2.0)
     with pytest.raises(ValueError, match="numel must be an integer >= 0, got -2"):
         tg.stream_words(-2, 1, 0, "cpu")
-    with pytest.raises(ValueError, match=r"offset \+ numel must be <= 2\*\*62"):
+    with pytest.raises(ValueError, match=r"2 \* \(offset \+ numel\) must be <= 2\*\*63 - 1"):
         tg.normal((4,), 1, 2**62 - 3, "cpu")
     with pytest.raises(ValueError, match="bias of shape \\(3,\\) does not broadcast"):
         tg.bias_dropout_add(x, torch.randn(3), x, 1, 0, t, 2.0)

@@ -118,8 +118,8 @@ def test_seed_edges_accepted():
 def test_the_last_words_of_the_counter_space_are_the_references():
     x = torch.randn(10)
     threshold = rng.keep_threshold(0.5)
-    want = kernels.reference.apply_keep_mask(x, 1, 2**63 - 10, threshold, 2.0)
-    assert torch.equal(F.dropout(x, 0.5, seed=1, offset=2**63 - 10), want)
+    want = kernels.reference.apply_keep_mask(x, 1, 2**63 - 11, threshold, 2.0)
+    assert torch.equal(F.dropout(x, 0.5, seed=1, offset=2**63 - 11), want)
 
 
 def test_offset_plus_numel_within_the_counter_space():
@@ -129,7 +129,7 @@ def test_offset_plus_numel_within_the_counter_space():
                lambda o: F.gaussian_dropout(x, 0.5, seed=1, offset=o)):  # fmt: skip
         with pytest.raises(ValueError, match="exceeds the counter space"):
             fn(2**63 - 5)
-    with pytest.raises(ValueError, match=r"offset must be an integer in \[0, 2\*\*63\)"):
+    with pytest.raises(ValueError, match=r"offset must be an integer in \[0, 2\*\*63 - 1\)"):
         F.dropout(x, 0.5, seed=1, offset=2**63)
     with pytest.raises(TypeError, match="offset must be an integer"):
         F.dropout(x, 0.5, seed=1, offset=1.0)

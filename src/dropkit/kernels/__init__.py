@@ -17,6 +17,7 @@ the reference. Importing dropkit compiles nothing: backends are imported on firs
 
 from __future__ import annotations
 
+import importlib
 import os
 from types import ModuleType
 
@@ -68,7 +69,8 @@ def _triton_backend() -> ModuleType | None:
     global _triton
     if _triton is None:
         try:
-            from dropkit.kernels import triton_gpu
+            # import_module reads sys.modules, so a replaced or blocked module is honoured.
+            triton_gpu = importlib.import_module("dropkit.kernels.triton_gpu")
         except ImportError:  # not installed (or Triton missing): CUDA tensors use the reference
             _triton = False
         else:

@@ -53,6 +53,7 @@ import threading
 import torch
 
 from dropkit import rng
+from dropkit.kernels import MAX_STREAM_INDEX
 
 __all__ = [
     "LAUNCH_OPTIONS",
@@ -73,7 +74,7 @@ _GROUPS = 256
 # reference (see the module docstring; tests compile the kernels with it and read the PTX).
 LAUNCH_OPTIONS = {"num_warps": 4, "enable_fp_fusion": False}
 
-_STREAM_END = 2**63  # j = i + offset must stay a non-negative int64
+_STREAM_END = MAX_STREAM_INDEX  # the bound every backend shares
 _THRESHOLD_MAX = 2**32
 
 # Bound on first use by _load(); the kernel bodies below read them as globals.
@@ -360,12 +361,12 @@ def _check_float(t: torch.Tensor, name: str) -> None:
 
 
 def _check_stream(numel: int, offset: int, what: str = "offset") -> int:
-    """``offset`` as an int with ``offset + numel <= 2**63`` (the int64 stream index range)."""
+    """``offset`` as an int with ``offset + numel <= 2**63 - 1`` (the stream's index range)."""
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise ValueError(f"{what} must be an integer >= 0, got {offset!r}")
     if offset + numel > _STREAM_END:
         raise ValueError(
-            f"{what} + numel must be <= 2**63 (the stream index is an int64), got {what}={offset} "
+            f"{what} + numel must be <= 2**63 - 1 (the stream's last index), got {what}={offset} "
             f"with numel={numel}"
         )
     return offset
@@ -513,7 +514,8 @@ def normal(
     # Variate k reads stream words 2k, 2k+1: the word range must fit the int64 stream index.
     if 2 * (offset + numel) > _STREAM_END:
         raise ValueError(
-            f"offset + numel must be <= 2**62 for normal variates (two stream words each), "
+            f"2 * (offset + numel) must be <= 2**63 - 1 for normal variates (two stream words "
+            f"each), "
             f"got offset={offset} with numel={numel}"
         )
     target = torch.device("cuda") if device is None else torch.device(device)

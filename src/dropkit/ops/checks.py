@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import torch
 
+from dropkit.kernels import MAX_STREAM_INDEX
+
 __all__ = [
     "check_choice",
     "check_flag",
@@ -30,7 +32,8 @@ __all__ = [
 ]
 
 #: The counter space of one seed: element ``i`` with offset ``o`` reads word ``i + o``, an int64.
-STREAM_END = 2**63
+# A call may read stream indices below this bound (one rule, the backends' own).
+STREAM_END = MAX_STREAM_INDEX
 SEED_MIN, SEED_END = -(2**63), 2**64
 
 
@@ -153,21 +156,21 @@ def check_floating(input, op: str) -> torch.Tensor:
 
 
 def check_offset(offset) -> int:
-    """The stream offset: an integer in ``[0, 2**63)``."""
+    """The stream offset: an integer in ``[0, 2**63 - 1)``."""
     if isinstance(offset, bool) or not isinstance(offset, numbers.Integral):
         raise TypeError(f"offset must be an integer >= 0, got {type(offset).__name__} {offset!r}")
     offset = int(offset)
     if not 0 <= offset < STREAM_END:
-        raise ValueError(f"offset must be an integer in [0, 2**63), got {offset}")
+        raise ValueError(f"offset must be an integer in [0, 2**63 - 1), got {offset}")
     return offset
 
 
 def check_stream_end(offset: int, words: int) -> None:
-    """A call reads stream words ``offset .. offset + words - 1``: all must lie below ``2**63``."""
+    """A call reads stream words ``offset .. offset + words - 1``: all below ``2**63 - 1``."""
     if offset + words > STREAM_END:
         raise ValueError(
             f"offset {offset} + the {words} stream words this call reads exceeds the counter "
-            f"space of one seed (2**63 words); use an offset <= {STREAM_END - words}"
+            f"space of one seed (2**63 - 1 words); use an offset <= {STREAM_END - words}"
         )
 
 
