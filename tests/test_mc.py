@@ -356,7 +356,7 @@ def test_mc_predict_refuses_non_integer_seeds(seed):
 
 @pytest.mark.parametrize("seed", [2**64, -(2**63) - 1, 2**70])
 def test_mc_predict_refuses_seeds_outside_64_bits(seed):
-    with pytest.raises(ValueError, match=r"seed must lie in \[-2\*\*63, 2\*\*64\), got"):
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[-2\*\*63, 2\*\*64\), got"):
         mc.mc_predict(make_net(), torch.randn(2, 6, dtype=torch.float64), 2, seed=seed)
 
 

@@ -85,11 +85,13 @@ def check_seed(seed: int | np.integer | torch.Tensor, name: str = "seed") -> int
             )
         value = int(seed.item())
     elif isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(seed).__name__} {seed!r}")
+        raise TypeError(
+            f"{name} must be an integer in [-2**63, 2**64), got {type(seed).__name__} {seed!r}"
+        )
     else:
         value = int(seed)
     if not SEED_MIN <= value < SEED_END:
-        raise ValueError(f"{name} must lie in [-2**63, 2**64), got {value}")
+        raise ValueError(f"{name} must be an integer in [-2**63, 2**64), got {value}")
     return value
 
 

@@ -1,10 +1,13 @@
-"""Argument checks shared by the compat layers (the peers' accepted types, clear messages)."""
+"""What the compat layers share: argument checks (the peers' accepted types, clear messages) and
+the module base."""
 
 from __future__ import annotations
 
 import numbers
 
 import torch
+
+from dropkit.nn._base import StochasticModule
 
 
 def real(value: object, name: str) -> float:
@@ -29,3 +32,11 @@ def block_size(value: object) -> int:
     if value < 1:
         raise ValueError(f"block_size must be an integer >= 1, got {value}")
     return int(value)
+
+
+class PeerModule(StochasticModule):
+    """dropkit's per-layer randomness (``generator=``/``seed=``), printed under the peer's bare
+    class name: a drop-in shows exactly as the layer it replaces (plus ``seed=`` when set)."""
+
+    def _get_name(self) -> str:
+        return type(self).__name__

@@ -26,7 +26,7 @@ import torch.fx
 from dropkit import _state
 from dropkit import functional as F
 from dropkit.compat import _args
-from dropkit.nn._base import StochasticModule
+from dropkit.compat._args import PeerModule
 
 __all__ = ["DropBlock2d", "DropPath", "calculate_drop_path_rates", "drop_block_2d", "drop_path"]
 
@@ -126,7 +126,7 @@ torch.fx.wrap("drop_block_2d")
 torch.fx.wrap("drop_path")
 
 
-class DropBlock2d(StochasticModule):
+class DropBlock2d(PeerModule):
     """``timm.layers.DropBlock2d``; see :func:`drop_block_2d`. Identity in eval mode (outside
     :func:`dropkit.mc.stochastic`) or at ``drop_prob == 0``. As timm, the arguments removed in
     1.0.23 (``batchwise``, ``fast``) are accepted and ignored, any other unknown keyword warns.
@@ -174,7 +174,7 @@ class DropBlock2d(StochasticModule):
         return self._seed_repr().removeprefix(", ")  # timm shows nothing: DropBlock2d()
 
 
-class DropPath(StochasticModule):
+class DropPath(PeerModule):
     """``timm.layers.DropPath(drop_prob=0., scale_by_keep=True)``; see :func:`drop_path`.
     Shape ``(N, ...)`` -> same."""
 

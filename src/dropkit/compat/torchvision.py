@@ -24,7 +24,7 @@ import torch.fx
 from dropkit import _state
 from dropkit import functional as F
 from dropkit.compat import _args
-from dropkit.nn._base import StochasticModule
+from dropkit.compat._args import PeerModule
 
 __all__ = [
     "DropBlock2d",
@@ -139,7 +139,7 @@ torch.fx.wrap("drop_block3d")
 torch.fx.wrap("stochastic_depth")
 
 
-class DropBlock2d(StochasticModule):
+class DropBlock2d(PeerModule):
     """``torchvision.ops.DropBlock2d(p, block_size, inplace=False, eps=1e-06)``; see
     :func:`drop_block2d`. Shape ``(N, C, H, W)`` -> same."""
 
@@ -181,7 +181,7 @@ class DropBlock3d(DropBlock2d):
                             **self._random_kwargs())  # fmt: skip
 
 
-class StochasticDepth(StochasticModule):
+class StochasticDepth(PeerModule):
     """``torchvision.ops.StochasticDepth(p, mode)``; see :func:`stochastic_depth`.
     Shape ``(N, ...)`` -> same."""
 
