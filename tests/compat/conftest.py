@@ -9,11 +9,13 @@ torchvision's relative ``from ..utils import _log_api_usage_once`` a stand-in pa
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import importlib.util
 import sys
 import types
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -71,12 +73,13 @@ def tv_ref() -> types.SimpleNamespace:
     )  # fmt: skip
 
 
-@pytest.fixture
-def forced_bernoulli(monkeypatch):
-    """``force(values)``: from then on, ``Tensor.bernoulli_`` fills its tensor with ``values``
-    (the next one of them per call) instead of drawing — how a peer's mask is given."""
+@pytest.fixture(scope="session")
+def forced_bernoulli():
+    """``with forced_bernoulli(*values):`` — inside the block, ``Tensor.bernoulli_`` fills its
+    tensor with the next of ``values`` instead of drawing: how a peer's mask is given."""
 
-    def force(*values: torch.Tensor) -> None:
+    @contextlib.contextmanager
+    def force(*values: torch.Tensor):
         queue = list(values)
 
         def fake(self, p=0.5, *, generator=None):
@@ -86,6 +89,8 @@ def forced_bernoulli(monkeypatch):
             assert value.shape == self.shape, (value.shape, self.shape)
             return self.copy_(value)
 
-        monkeypatch.setattr(torch.Tensor, "bernoulli_", fake)
+        with mock.patch.object(torch.Tensor, "bernoulli_", fake):
+            yield
+        assert not queue, "a forced mask was not used"
 
     return force

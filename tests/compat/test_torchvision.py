@@ -9,6 +9,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from dropkit import mc, rng
 from dropkit.compat import torchvision as ctv
@@ -132,28 +134,29 @@ def _valid_seeds(shape, p, block_size, seed, gamma):
     return seeds[index]
 
 
-@pytest.mark.parametrize(
-    "shape, p, block_size",
-    [
-        ((2, 3, 12, 10), 0.3, 3),
-        ((3, 2, 9, 9), 0.5, 5),
-        ((2, 2, 7, 9), 0.9, 9),
-        ((2, 2, 5, 6, 7), 0.4, 3),
-        ((1, 3, 4, 4, 4), 0.8, 3),
-    ],  # fmt: skip
+@settings(max_examples=40, deadline=None)
+@given(
+    dims=st.sampled_from([2, 3]),
+    batch=st.integers(1, 3),
+    channels=st.integers(1, 3),
+    spatial=st.lists(st.integers(1, 11), min_size=3, max_size=3),
+    p=st.floats(0.05, 1.0),
+    block_size=st.sampled_from([1, 3, 5, 7, 9, 13]),
+    seed=st.integers(0, 2**64 - 1),
 )
-def test_same_values_as_torchvision_for_the_same_seed_mask(tv_ref, forced_bernoulli, shape, p,
-                                                           block_size):  # fmt: skip
+def test_same_values_as_torchvision_for_the_same_seed_mask(
+    tv_ref, forced_bernoulli, dims, batch, channels, spatial, p, block_size, seed
+):
+    spatial = tuple(spatial[:dims])
+    bs = min(block_size, *spatial)
+    assume(bs % 2 == 1)
+    shape = (batch, channels, *spatial)
     x = torch.randn(shape, dtype=torch.float64)
-    name = "drop_block2d" if len(shape) == 4 else "drop_block3d"
-    ours = getattr(ctv, name)(x, p, block_size, seed=1234)
-    bs = min(block_size, *shape[2:])
-    spatial = shape[2:]
-    gamma = p * math.prod(spatial) / (bs ** len(spatial) * math.prod(s - bs + 1 for s in spatial))
-    noise = _valid_seeds(shape, p, bs, 1234, gamma).to(x.dtype)
-    assert noise.sum() > 0  # a mask that drops something
-    forced_bernoulli(noise)
-    theirs = getattr(tv_ref, name)(x, p, block_size)
+    name = f"drop_block{dims}d"
+    ours = getattr(ctv, name)(x, p, block_size, seed=seed)
+    gamma = p * math.prod(spatial) / (bs**dims * math.prod(s - bs + 1 for s in spatial))
+    with forced_bernoulli(_valid_seeds(shape, p, bs, seed, gamma).to(x.dtype)):
+        theirs = getattr(tv_ref, name)(x, p, block_size)
     torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
 
 
@@ -174,8 +177,8 @@ def test_stochastic_depth_same_values_for_the_same_mask(tv_ref, forced_bernoulli
     rows = 16 if mode == "row" else 1
     keep = (rng.stream_words(rows, 99) >= rng.keep_threshold(p)).to(x.dtype)
     shape = [rows] + [1] * (x.dim() - 1)
-    forced_bernoulli(keep.reshape(shape))
-    theirs = tv_ref.stochastic_depth(x, p, mode)
+    with forced_bernoulli(keep.reshape(shape)):
+        theirs = tv_ref.stochastic_depth(x, p, mode)
     ours = ctv.stochastic_depth(x, p, mode, seed=99)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
 
