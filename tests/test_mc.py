@@ -387,3 +387,28 @@ def test_mc_predict_explains_rows_that_do_not_match_the_batch():
 
     with pytest.raises(ValueError, match="must keep dim 0 as the batch"):
         mc.mc_predict(Pooled(), torch.randn(5, 3), 2)
+
+
+def test_stochastic_is_scoped_to_the_asyncio_task():
+    import asyncio
+
+    x = torch.ones(256)
+
+    async def sampling(ready: asyncio.Event, done: asyncio.Event):
+        with mc.stochastic():
+            ready.set()
+            await done.wait()  # the other task runs while this one is inside the block
+            return bool((F.dropout(x, 0.5, False) == 0).any())
+
+    async def evaluating(ready: asyncio.Event, done: asyncio.Event):
+        await ready.wait()
+        result = torch.equal(F.dropout(x, 0.5, False), x)
+        done.set()
+        return result
+
+    async def main():
+        ready, done = asyncio.Event(), asyncio.Event()
+        return await asyncio.gather(sampling(ready, done), evaluating(ready, done))
+
+    assert asyncio.run(main()) == [True, True]
+    assert _state.stochastic_inference_depth() == 0
