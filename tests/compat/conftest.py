@@ -40,7 +40,7 @@ def _exec(name: str, path: Path, package: str | None = None) -> types.ModuleType
 
 
 @pytest.fixture(scope="session")
-def timm_ref() -> types.ModuleType:
+def timm_layers() -> types.ModuleType:
     """``timm.layers.drop`` (the installed file)."""
     if "_peer_timm_drop" in sys.modules:
         return sys.modules["_peer_timm_drop"]
@@ -48,7 +48,7 @@ def timm_ref() -> types.ModuleType:
 
 
 @pytest.fixture(scope="session")
-def tv_ref() -> types.SimpleNamespace:
+def tv_ops() -> types.SimpleNamespace:
     """torchvision's ``drop_block2d/3d``, ``DropBlock2d/3d``, ``stochastic_depth``,
     ``StochasticDepth`` (the installed files)."""
     if "_peer_tv.ops.drop_block" not in sys.modules:

@@ -25,8 +25,8 @@ def _params(obj):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_signature_is_timms_plus_keyword_extras(timm_ref, name):
-    ours, theirs = _params(getattr(ct, name)), _params(getattr(timm_ref, name))
+def test_signature_is_timms_plus_keyword_extras(timm_layers, name):
+    ours, theirs = _params(getattr(ct, name)), _params(getattr(timm_layers, name))
     assert [(p.name, p.kind, p.default) for p in ours[: len(theirs)]] == [
         (p.name, p.kind, p.default) for p in theirs
     ]
@@ -48,14 +48,14 @@ def test_signature_is_timms_plus_keyword_extras(timm_ref, name):
         ("DropPath", (0.1, False), {}),
     ],  # fmt: skip
 )
-def test_repr_is_timms(timm_ref, name, args, kwargs):
+def test_repr_is_timms(timm_layers, name, args, kwargs):
     assert repr(getattr(ct, name)(*args, **kwargs)) == repr(
-        getattr(timm_ref, name)(*args, **kwargs)
+        getattr(timm_layers, name)(*args, **kwargs)
     )
 
 
-def test_removed_arguments_pass_silently_unknown_ones_warn_like_timm(timm_ref):
-    for impl in (ct, timm_ref):
+def test_removed_arguments_pass_silently_unknown_ones_warn_like_timm(timm_layers):
+    for impl in (ct, timm_layers):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             impl.DropBlock2d(0.1, 3, batchwise=True, fast=False)
@@ -71,28 +71,28 @@ def test_removed_arguments_pass_silently_unknown_ones_warn_like_timm(timm_ref):
     depths=st.one_of(st.integers(0, 40), st.lists(st.integers(0, 12), min_size=1, max_size=6)),
     stagewise=st.booleans(),
 )
-def test_calculate_drop_path_rates_equals_timms(timm_ref, rate, depths, stagewise):
+def test_calculate_drop_path_rates_equals_timms(timm_layers, rate, depths, stagewise):
     if isinstance(depths, int) and stagewise:
         with pytest.raises(ValueError, match="stagewise=True requires depths"):
             ct.calculate_drop_path_rates(rate, depths, stagewise)
         with pytest.raises(ValueError, match="stagewise=True requires depths"):
-            timm_ref.calculate_drop_path_rates(rate, depths, stagewise)
+            timm_layers.calculate_drop_path_rates(rate, depths, stagewise)
         return
     assert ct.calculate_drop_path_rates(rate, depths, stagewise) == (
-        timm_ref.calculate_drop_path_rates(rate, depths, stagewise)
+        timm_layers.calculate_drop_path_rates(rate, depths, stagewise)
     )
 
 
-def test_calculate_drop_path_rates_values_and_errors(timm_ref):
+def test_calculate_drop_path_rates_values_and_errors(timm_layers):
     assert ct.calculate_drop_path_rates(0.2, 5) == pytest.approx([0.0, 0.05, 0.1, 0.15, 0.2])
     assert ct.calculate_drop_path_rates(0.1, (2, 3), stagewise=True) == (
-        timm_ref.calculate_drop_path_rates(0.1, (2, 3), stagewise=True)
+        timm_layers.calculate_drop_path_rates(0.1, (2, 3), stagewise=True)
     )
     for bad in (-1, 2.5, None):
         with pytest.raises(Exception) as ours:
             ct.calculate_drop_path_rates(0.1, bad)
         with pytest.raises(Exception) as theirs:
-            timm_ref.calculate_drop_path_rates(0.1, bad)
+            timm_layers.calculate_drop_path_rates(0.1, bad)
         assert ours.type is theirs.type
 
 
@@ -121,8 +121,8 @@ X = torch.ones(2, 3, 8, 8)
         lambda m: m.DropBlock2d(-0.1, 3).train()(X),
     ],
 )
-def test_bad_arguments_raise_what_timm_raises(timm_ref, call):
-    theirs = _outcome(lambda: call(timm_ref))
+def test_bad_arguments_raise_what_timm_raises(timm_layers, call):
+    theirs = _outcome(lambda: call(timm_layers))
     assert theirs is not None
     assert _outcome(lambda: call(ct)) is theirs
 
@@ -138,26 +138,26 @@ def test_bad_arguments_raise_what_timm_raises(timm_ref, call):
         lambda m, x: m.DropBlock2d(0.0, 3).train()(x),
     ],
 )
-def test_identity_cases_return_the_input_itself(timm_ref, call):
+def test_identity_cases_return_the_input_itself(timm_layers, call):
     x = torch.randn(4, 3, 6, 6)
-    assert call(timm_ref, x) is x
+    assert call(timm_layers, x) is x
     assert call(ct, x) is x
 
 
 @pytest.mark.parametrize("p, scale_by_keep", [(0.3, True), (0.3, False), (1.0, True), (0.8, True)])
-def test_drop_path_same_values_for_the_same_mask(timm_ref, forced_bernoulli, p, scale_by_keep):
+def test_drop_path_same_values_for_the_same_mask(timm_layers, forced_bernoulli, p, scale_by_keep):
     x = torch.randn(32, 3, 5, dtype=torch.float64)
     keep = (rng.stream_words(32, 7) >= rng.keep_threshold(p)).to(x.dtype).reshape(32, 1, 1)
     with forced_bernoulli(keep):
-        theirs = timm_ref.drop_path(x, p, True, scale_by_keep)
+        theirs = timm_layers.drop_path(x, p, True, scale_by_keep)
     ours = ct.drop_path(x, p, True, scale_by_keep, seed=7)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
 
 
-def test_drop_path_statistics_agree(timm_ref):
+def test_drop_path_statistics_agree(timm_layers):
     torch.manual_seed(0)
     x = torch.ones(256, 4)
-    for impl in (ct, timm_ref):
+    for impl in (ct, timm_layers):
         ys = torch.stack([impl.drop_path(x, 0.25, True)[:, 0] for _ in range(40)])
         dropped = float((ys == 0).double().mean())
         assert abs(dropped - 0.25) < 5 * math.sqrt(0.25 * 0.75 / ys.numel())
@@ -190,7 +190,7 @@ def _timm_gamma(p, gamma_scale, block_size, h, w):
     seed=st.integers(0, 2**64 - 1),
 )
 def test_drop_block_same_values_as_timm_for_the_same_seed_mask(
-    timm_ref, forced_bernoulli, batch, channels, height, width, p, block_size, couple,
+    timm_layers, forced_bernoulli, batch, channels, height, width, p, block_size, couple,
     scale_by_keep, gamma_scale, seed,
 ):  # fmt: skip
     """Odd and even blocks (timm's centring), blocks larger than the map in one or both
@@ -203,22 +203,22 @@ def test_drop_block_same_values_as_timm_for_the_same_seed_mask(
     ours = ct.drop_block_2d(x, p, block_size, gamma_scale, False, False, couple, scale_by_keep,
                             seed=seed)  # fmt: skip
     with forced_bernoulli(_clip_seeds(seed_shape, gamma, seed).to(x.dtype)):
-        theirs = timm_ref.drop_block_2d(x, p, block_size, gamma_scale, False, False, couple,
+        theirs = timm_layers.drop_block_2d(x, p, block_size, gamma_scale, False, False, couple,
                                         scale_by_keep)  # fmt: skip
     torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-9)
 
 
-def test_drop_block_gamma_one_drops_everything_like_timm(timm_ref):
+def test_drop_block_gamma_one_drops_everything_like_timm(timm_layers):
     x = torch.randn(3, 2, 5, 5)
     for block_size in (1, 5, 9):  # gamma = p = 1: a centre everywhere
-        theirs = timm_ref.drop_block_2d(x, 1.0, block_size)
+        theirs = timm_layers.drop_block_2d(x, 1.0, block_size)
         ours = ct.drop_block_2d(x, 1.0, block_size)
         assert not theirs.any() and not ours.any()
 
 
-def test_drop_block_zero_probability_keeps_the_values(timm_ref):
+def test_drop_block_zero_probability_keeps_the_values(timm_layers):
     x = torch.randn(2, 3, 8, 8)
-    torch.testing.assert_close(ct.drop_block_2d(x, 0.0, 3), timm_ref.drop_block_2d(x, 0.0, 3))
+    torch.testing.assert_close(ct.drop_block_2d(x, 0.0, 3), timm_layers.drop_block_2d(x, 0.0, 3))
 
 
 def _fractions(fn, x, calls):
@@ -239,22 +239,22 @@ def _agree(a, b, sigmas=5.0):
     "shape, p, block_size, couple",
     [((4, 4, 56, 56), 0.1, 7, True), ((8, 4, 14, 14), 0.2, 4, False), ((8, 4, 5, 9), 0.3, 7, True)],
 )
-def test_drop_block_dropped_fraction_and_mean_agree_with_timm(timm_ref, shape, p, block_size,
+def test_drop_block_dropped_fraction_and_mean_agree_with_timm(timm_layers, shape, p, block_size,
                                                               couple):  # fmt: skip
     torch.manual_seed(0)
     x = torch.ones(shape)
     ours = _fractions(lambda t: ct.drop_block_2d(t, p, block_size, couple_channels=couple), x, 25)
-    theirs = _fractions(lambda t: timm_ref.drop_block_2d(t, p, block_size, couple_channels=couple),
+    theirs = _fractions(lambda t: timm_layers.drop_block_2d(t, p, block_size, couple_channels=couple),
                         x, 25)  # fmt: skip
     assert _agree(ours[0], theirs[0]), (ours[0].mean(), theirs[0].mean())
     np.testing.assert_allclose(ours[1], 1.0, rtol=1e-5)
     np.testing.assert_allclose(theirs[1], 1.0, rtol=1e-5)
 
 
-def test_drop_block_with_noise_statistics_agree(timm_ref):
+def test_drop_block_with_noise_statistics_agree(timm_layers):
     torch.manual_seed(0)
     x = torch.full((8, 4, 28, 28), 5.0)
-    for impl in (ct, timm_ref):
+    for impl in (ct, timm_layers):
         y = impl.drop_block_2d(x, 0.3, 5, with_noise=True)
         dropped = y != 5.0
         noise = y[dropped].double()
@@ -263,8 +263,8 @@ def test_drop_block_with_noise_statistics_agree(timm_ref):
         assert torch.equal(y[~dropped], x[~dropped])  # no rescaling with noise
 
 
-def test_inplace_changes_and_returns_the_input(timm_ref):
-    for impl in (ct, timm_ref):
+def test_inplace_changes_and_returns_the_input(timm_layers):
+    for impl in (ct, timm_layers):
         x = torch.ones(2, 3, 8, 8)
         out = impl.drop_block_2d(x, 0.5, 3, inplace=True)
         assert out is x and (x == 0).any()

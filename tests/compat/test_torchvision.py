@@ -25,8 +25,8 @@ def _params(obj):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_signature_is_torchvisions_plus_keyword_extras(tv_ref, name):
-    ours, theirs = _params(getattr(ctv, name)), _params(getattr(tv_ref, name))
+def test_signature_is_torchvisions_plus_keyword_extras(tv_ops, name):
+    ours, theirs = _params(getattr(ctv, name)), _params(getattr(tv_ops, name))
     assert [(p.name, p.kind, p.default) for p in ours[: len(theirs)]] == [
         (p.name, p.kind, p.default) for p in theirs
     ]
@@ -47,8 +47,8 @@ def test_signature_is_torchvisions_plus_keyword_extras(tv_ref, name):
         ("StochasticDepth", (1, "batch")),
     ],
 )
-def test_repr_is_torchvisions(tv_ref, name, args):
-    assert repr(getattr(ctv, name)(*args)) == repr(getattr(tv_ref, name)(*args))
+def test_repr_is_torchvisions(tv_ops, name, args):
+    assert repr(getattr(ctv, name)(*args)) == repr(getattr(tv_ops, name)(*args))
 
 
 def _outcome(fn):
@@ -82,9 +82,9 @@ BAD_CALLS = [
 
 
 @pytest.mark.parametrize("name, args", BAD_CALLS)
-def test_bad_arguments_raise_what_torchvision_raises(tv_ref, name, args):
+def test_bad_arguments_raise_what_torchvision_raises(tv_ops, name, args):
     ours = _outcome(lambda: getattr(ctv, name)(*args))
-    theirs = _outcome(lambda: getattr(tv_ref, name)(*args))
+    theirs = _outcome(lambda: getattr(tv_ops, name)(*args))
     assert theirs[0] is not None
     assert ours[0] is theirs[0]
     if theirs[0] is ValueError:
@@ -100,8 +100,8 @@ def test_bad_arguments_raise_what_torchvision_raises(tv_ref, name, args):
         ("StochasticDepth", (2, "row")),
     ],  # fmt: skip
 )
-def test_modules_refuse_at_construction_what_torchvision_refuses_at_forward(tv_ref, name, args):
-    theirs = _outcome(lambda: getattr(tv_ref, name)(*args).train()(X4))
+def test_modules_refuse_at_construction_what_torchvision_refuses_at_forward(tv_ops, name, args):
+    theirs = _outcome(lambda: getattr(tv_ops, name)(*args).train()(X4))
     ours = _outcome(lambda: getattr(ctv, name)(*args))
     assert theirs[0] is ValueError and ours == theirs
 
@@ -118,8 +118,8 @@ def test_modules_refuse_at_construction_what_torchvision_refuses_at_forward(tv_r
         ("stochastic_depth", (X4, 0.0, "batch")),
     ],
 )
-def test_identity_cases_return_the_input_itself(tv_ref, name, args):
-    assert getattr(tv_ref, name)(*args) is args[0]
+def test_identity_cases_return_the_input_itself(tv_ops, name, args):
+    assert getattr(tv_ops, name)(*args) is args[0]
     assert getattr(ctv, name)(*args) is args[0]
 
 
@@ -145,7 +145,7 @@ def _valid_seeds(shape, p, block_size, seed, gamma):
     seed=st.integers(0, 2**64 - 1),
 )
 def test_same_values_as_torchvision_for_the_same_seed_mask(
-    tv_ref, forced_bernoulli, dims, batch, channels, spatial, p, block_size, seed
+    tv_ops, forced_bernoulli, dims, batch, channels, spatial, p, block_size, seed
 ):
     spatial = tuple(spatial[:dims])
     bs = min(block_size, *spatial)
@@ -156,15 +156,15 @@ def test_same_values_as_torchvision_for_the_same_seed_mask(
     ours = getattr(ctv, name)(x, p, block_size, seed=seed)
     gamma = p * math.prod(spatial) / (bs**dims * math.prod(s - bs + 1 for s in spatial))
     with forced_bernoulli(_valid_seeds(shape, p, bs, seed, gamma).to(x.dtype)):
-        theirs = getattr(tv_ref, name)(x, p, block_size)
+        theirs = getattr(tv_ops, name)(x, p, block_size)
     torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
 
 
-def test_block_covering_the_map_at_p_1_drops_everything_like_torchvision(tv_ref):
+def test_block_covering_the_map_at_p_1_drops_everything_like_torchvision(tv_ops):
     x = torch.randn(3, 2, 5, 5)
     for block_size in (5, 7, 99):
         torch.testing.assert_close(
-            ctv.drop_block2d(x, 1.0, block_size), tv_ref.drop_block2d(x, 1.0, block_size)
+            ctv.drop_block2d(x, 1.0, block_size), tv_ops.drop_block2d(x, 1.0, block_size)
         )
         assert not ctv.drop_block2d(x, 1.0, block_size).any()
     assert not ctv.drop_block3d(torch.randn(2, 2, 3, 3, 3), 1.0, 1).any()
@@ -172,13 +172,13 @@ def test_block_covering_the_map_at_p_1_drops_everything_like_torchvision(tv_ref)
 
 @pytest.mark.parametrize("mode", ["row", "batch"])
 @pytest.mark.parametrize("p", [0.2, 0.7, 1.0])
-def test_stochastic_depth_same_values_for_the_same_mask(tv_ref, forced_bernoulli, mode, p):
+def test_stochastic_depth_same_values_for_the_same_mask(tv_ops, forced_bernoulli, mode, p):
     x = torch.randn(16, 3, 4, dtype=torch.float64)
     rows = 16 if mode == "row" else 1
     keep = (rng.stream_words(rows, 99) >= rng.keep_threshold(p)).to(x.dtype)
     shape = [rows] + [1] * (x.dim() - 1)
     with forced_bernoulli(keep.reshape(shape)):
-        theirs = tv_ref.stochastic_depth(x, p, mode)
+        theirs = tv_ops.stochastic_depth(x, p, mode)
     ours = ctv.stochastic_depth(x, p, mode, seed=99)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
 
@@ -205,11 +205,11 @@ def _agree(a, b, sigmas=5.0):
         ("drop_block3d", (4, 4, 8, 8, 8), 0.2, 3),
     ],  # fmt: skip
 )
-def test_dropped_fraction_and_mean_agree_with_torchvision(tv_ref, name, shape, p, block_size):
+def test_dropped_fraction_and_mean_agree_with_torchvision(tv_ops, name, shape, p, block_size):
     torch.manual_seed(0)
     x = torch.ones(shape)
     ours = _fractions(lambda t: getattr(ctv, name)(t, p, block_size), x, 30)
-    theirs = _fractions(lambda t: getattr(tv_ref, name)(t, p, block_size), x, 30)
+    theirs = _fractions(lambda t: getattr(tv_ops, name)(t, p, block_size), x, 30)
     assert _agree(ours[0], theirs[0]), (ours[0].mean(), theirs[0].mean())
     # batch normalisation: the mean of a constant input is kept exactly (up to eps)
     np.testing.assert_allclose(ours[1], 1.0, rtol=1e-5)
@@ -217,19 +217,19 @@ def test_dropped_fraction_and_mean_agree_with_torchvision(tv_ref, name, shape, p
 
 
 @pytest.mark.parametrize("mode", ["row", "batch"])
-def test_stochastic_depth_statistics_agree(tv_ref, mode):
+def test_stochastic_depth_statistics_agree(tv_ops, mode):
     torch.manual_seed(1)
     x = torch.ones(64, 5)
     ours = _fractions(lambda t: ctv.stochastic_depth(t, 0.3, mode), x, 200)
-    theirs = _fractions(lambda t: tv_ref.stochastic_depth(t, 0.3, mode), x, 200)
+    theirs = _fractions(lambda t: tv_ops.stochastic_depth(t, 0.3, mode), x, 200)
     assert _agree(ours[0], theirs[0]) and _agree(ours[1], theirs[1])
     assert abs(ours[1].mean() - 1.0) < 0.05
 
 
 @pytest.mark.parametrize("name, x, args", [("drop_block2d", X4, (0.5, 3)),
                                            ("drop_block3d", X5, (0.5, 3))])  # fmt: skip
-def test_inplace_changes_and_returns_the_input(tv_ref, name, x, args):
-    for impl in (tv_ref, ctv):
+def test_inplace_changes_and_returns_the_input(tv_ops, name, x, args):
+    for impl in (tv_ops, ctv):
         x = x.clone()
         out = (
             getattr(impl, name)(x, *args, inplace=True)
@@ -239,13 +239,13 @@ def test_inplace_changes_and_returns_the_input(tv_ref, name, x, args):
         assert out is x
 
 
-def test_p_as_numpy_number_tensor_and_bool_is_taken_as_torchvision_takes_it(tv_ref):
+def test_p_as_numpy_number_tensor_and_bool_is_taken_as_torchvision_takes_it(tv_ops):
     x = torch.ones(4, 2, 6, 6)
     for p in (np.float32(0.5), torch.tensor(0.5), np.float64(0.25)):
         assert ctv.drop_block2d(x, p, 3).shape == x.shape
         assert ctv.stochastic_depth(x, p, "row").shape == x.shape
     assert not ctv.stochastic_depth(x, True, "batch").any()
-    assert not tv_ref.stochastic_depth(x, True, "batch").any()
+    assert not tv_ops.stochastic_depth(x, True, "batch").any()
     assert ctv.stochastic_depth(x, False, "batch") is x
 
 
