@@ -243,9 +243,13 @@ def test_drop_block_dropped_fraction_and_mean_agree_with_timm(timm_layers, shape
                                                               couple):  # fmt: skip
     torch.manual_seed(0)
     x = torch.ones(shape)
-    ours = _fractions(lambda t: ct.drop_block_2d(t, p, block_size, couple_channels=couple), x, 25)
-    theirs = _fractions(lambda t: timm_layers.drop_block_2d(t, p, block_size, couple_channels=couple),
-                        x, 25)  # fmt: skip
+    runs = [
+        _fractions(
+            lambda t, impl=impl: impl.drop_block_2d(t, p, block_size, couple_channels=couple), x, 25
+        )  # fmt: skip
+        for impl in (ct, timm_layers)
+    ]
+    ours, theirs = runs
     assert _agree(ours[0], theirs[0]), (ours[0].mean(), theirs[0].mean())
     np.testing.assert_allclose(ours[1], 1.0, rtol=1e-5)
     np.testing.assert_allclose(theirs[1], 1.0, rtol=1e-5)
