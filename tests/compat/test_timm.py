@@ -302,3 +302,15 @@ def test_fx_symbolic_trace_goes_through_the_modules():
     graph = torch.fx.symbolic_trace(model)
     x = torch.randn(4, 2, 7, 7)
     assert torch.equal(graph(x), model(x))
+
+
+def test_mc_predict_batched_equals_looped_with_drop_path():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(5, 8), ct.DropPath(0.3), torch.nn.ReLU(), torch.nn.Linear(8, 3)
+    ).double()
+    x = torch.randn(4, 5, dtype=torch.float64)
+    batched = mc.mc_predict(model, x, 6, seed=3, batch_replicas=True)
+    looped = mc.mc_predict(model, x, 6, seed=3, batch_replicas=False)
+    torch.testing.assert_close(batched.mean, looped.mean, rtol=1e-12, atol=1e-12)
+    assert (batched.variance > 0).any()
