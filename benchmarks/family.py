@@ -1,8 +1,11 @@
 """dropkit's dropout family beside the mainstream implementations, on the same inputs, in one run.
 
-For every method that torch (and, where importable, torchvision or timm) also implements, it times
-forward and forward+backward of both, interleaved round by round, and prints medians and the ratio
-other/dropkit (> 1: dropkit is faster).
+For every method that torch, torchvision or timm also implements, it times forward and
+forward+backward of both, interleaved round by round, and prints medians and the ratio
+other/dropkit (> 1: dropkit is faster). torchvision's DropBlock and stochastic depth and timm's
+drop-path are plain Python files; they are loaded from the installed packages' source files, since
+``import torchvision`` fails beside torch 2.13 ("operator torchvision::nms does not exist") and
+``timm.layers`` imports torchvision.
 
     python benchmarks/family.py            # default sizes
     python benchmarks/family.py --quick    # fewer rounds
@@ -11,14 +14,36 @@ other/dropkit (> 1: dropkit is faster).
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
+import pathlib
 import statistics
+import sys
 import time
+import types
 from collections.abc import Callable
 
 import torch
 
 from dropkit import functional as DF
+
+
+def _peer(package: str, relative: str, name: str):
+    """The module at ``relative`` inside the installed ``package``, loaded on its own; its one
+    import from torchvision (a usage logger) is stubbed."""
+    spec = importlib.util.find_spec(package)
+    if spec is None:
+        raise SystemExit(f"{package} is not installed: pip install --no-deps {package}")
+    path = pathlib.Path(spec.submodule_search_locations[0], relative)
+    root = "_bench_peer"
+    for stub in (root, f"{root}.ops"):
+        sys.modules.setdefault(stub, types.ModuleType(stub)).__path__ = []
+    utils = sys.modules.setdefault(f"{root}.utils", types.ModuleType(f"{root}.utils"))
+    utils._log_api_usage_once = lambda obj: None
+    module_spec = importlib.util.spec_from_file_location(f"{root}.ops.{name}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module.__package__ = f"{root}.ops"
+    module_spec.loader.exec_module(module)
+    return module
 
 
 def cases() -> list[tuple[str, str, tuple[int, ...], Callable, Callable]]:
@@ -38,26 +63,26 @@ def cases() -> list[tuple[str, str, tuple[int, ...], Callable, Callable]]:
          lambda x: tnf.feature_alpha_dropout(x, 0.2, True),
          lambda x: DF.feature_alpha_dropout(x, 0.2, True)),
     ]  # fmt: skip
-    try:
-        tv = importlib.import_module("torchvision.ops")
-        found += [
-            ("stochastic_depth", "torchvision", (256, 64, 16, 16),
-             lambda x: tv.stochastic_depth(x, 0.2, "row"),
-             lambda x: DF.stochastic_depth(x, 0.2, "row")),
-            ("drop_block2d", "torchvision", (64, 64, 32, 32),
-             lambda x: tv.drop_block2d(x, 0.1, 5),
-             lambda x: DF.drop_block2d(x, 0.1, 5, normalize="batch")),
-        ]  # fmt: skip
-    except Exception as error:  # torchvision absent or incompatible with this torch
-        print(f"torchvision not available ({type(error).__name__}): its methods are skipped")
-    try:
-        timm_layers = importlib.import_module("timm.layers")
-        found.append(
-            ("drop_path", "timm", (256, 64, 16, 16),
-             lambda x: timm_layers.drop_path(x, 0.2, True), lambda x: DF.drop_path(x, 0.2, True))
-        )  # fmt: skip
-    except Exception as error:
-        print(f"timm not available ({type(error).__name__}): its methods are skipped")
+    block = _peer("torchvision", "ops/drop_block.py", "drop_block")
+    depth = _peer("torchvision", "ops/stochastic_depth.py", "stochastic_depth")
+    timm = _peer("timm", "layers/drop.py", "timm_drop")
+    found += [
+        ("stochastic_depth", "torchvision", (256, 64, 16, 16),
+         lambda x: depth.stochastic_depth(x, 0.2, "row"),
+         lambda x: DF.stochastic_depth(x, 0.2, "row")),
+        ("drop_block2d", "torchvision", (64, 64, 32, 32),
+         lambda x: block.drop_block2d(x, 0.1, 5),
+         lambda x: DF.drop_block2d(x, 0.1, 5, normalize="batch")),
+        ("drop_block3d", "torchvision", (16, 32, 16, 16, 16),
+         lambda x: block.drop_block3d(x, 0.1, 3),
+         lambda x: DF.drop_block3d(x, 0.1, 3, normalize="batch")),
+        ("drop_block_2d", "timm", (64, 64, 32, 32),
+         lambda x: timm.drop_block_2d(x, 0.1, 5),
+         lambda x: DF.drop_block2d(x, 0.1, 5, border="clip", per_channel=False,
+                                   normalize="batch")),
+        ("drop_path", "timm", (256, 64, 16, 16),
+         lambda x: timm.drop_path(x, 0.2, True), lambda x: DF.drop_path(x, 0.2, True)),
+    ]  # fmt: skip
     return found
 
 

@@ -4,7 +4,7 @@ Importing dropkit registers its custom operators and compiles nothing; the numba
 compiled (or loaded from numba's on-disk cache) on first use.
 """
 
-from dropkit import constraints, functional, mc, nn, rng
+from dropkit import constraints, functional, mc, nn, ops, rng
 from dropkit.constraints import MaxNorm, max_norm_
 from dropkit.convert import convert
 from dropkit.kernels import get_backend, set_backend
@@ -22,6 +22,7 @@ __all__ = [
     "max_norm_",
     "mc",
     "nn",
+    "ops",
     "replace_dropout",
     "rng",
     "set_backend",

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as tnf
@@ -218,11 +219,10 @@ def test_matches_torchvision_formula_for_odd_blocks():
     assert torch.allclose(F.drop_block2d(x, p, bs, normalize="batch", seed=seed), expected)
 
 
-def test_drop_rate_agrees_with_torchvision():
-    tv = pytest.importorskip("torchvision")
+def test_drop_rate_agrees_with_torchvision(tv_ops):
     x = torch.ones(256, 4, 12, 12)
     ours = float((F.drop_block2d(x, 0.15, 3, normalize="batch", seed=1) == 0).float().mean())
-    theirs = float((tv.ops.drop_block2d(x, 0.15, 3) == 0).float().mean())
+    theirs = float((tv_ops.drop_block2d(x, 0.15, 3) == 0).float().mean())
     # per-pixel drop indicators are correlated within blocks: bound by 9x the binomial variance
     assert abs(ours - theirs) < 5 * math.sqrt(2 * 9 * 0.15 * 0.85 / x.numel())
 
@@ -238,9 +238,89 @@ def test_errors_name_the_argument():
     with pytest.raises(ValueError, match="expected a 5D input"):
         F.drop_block3d(x, 0.1, 2)
     with pytest.raises(ValueError, match="normalize must be one of"):
-        F.drop_block2d(x, 0.1, 2, normalize="none")
-    with pytest.raises(ValueError, match="eps must be > 0"):
+        F.drop_block2d(x, 0.1, 2, normalize="batchwise")
+    with pytest.raises(ValueError, match="eps must be a finite number > 0"):
         F.drop_block2d(x, 0.1, 2, eps=0.0)
     with pytest.raises(TypeError, match="floating dtype"):
         F.drop_block2d(torch.zeros(2, 2, 4, 4, dtype=torch.long), 0.1, 2)
     assert F.drop_block_gamma(1.0, 3, (5, 5)) <= 1.0
+
+
+def _timm_pipeline(seeds: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    """timm >= 1.0.23's block growth: stride-1 max-pool of the seed map, cropped for even sides."""
+    grown = tnf.max_pool2d(seeds, (kh, kw), stride=1, padding=(kh // 2, kw // 2))
+    return grown[..., (kh + 1) % 2 :, (kw + 1) % 2 :]
+
+
+@pytest.mark.parametrize("block_size, h, w", [(3, 9, 8), (4, 9, 8), (7, 5, 12), (2, 6, 6)])
+def test_clip_border_is_timms_pipeline_on_our_seeds(block_size, h, w):
+    x = torch.randn(3, 2, h, w, dtype=torch.float64)
+    p, seed = 0.3, 21
+    kh, kw = min(block_size, h), min(block_size, w)
+    gamma = p * h * w / (kh * kw * (h - kh + 1) * (w - kw + 1))
+    assert gamma == pytest.approx(F.drop_block_gamma(p, [kh, kw], (h, w)))
+    words = rng.stream_words(3 * h * w, seed).reshape(3, 1, h, w)
+    seeds = (words < round(gamma * 2**32)).double()
+    keep = 1 - _timm_pipeline(seeds, kh, kw)
+    expected = x * keep * (keep.numel() / (1e-6 + keep.sum()))
+    got = F.drop_block2d(x, p, block_size, normalize="batch", border="clip", per_channel=False,
+                         seed=seed)  # fmt: skip
+    assert torch.allclose(got, expected)
+    unscaled = F.drop_block2d(x, p, block_size, normalize="none", border="clip",
+                              per_channel=False, seed=seed)  # fmt: skip
+    assert torch.equal(unscaled, x * keep)
+
+
+def test_clip_drop_rate_agrees_with_timm(timm_layers):
+    """p=0.1, block 7 on 56x56: timm drops about 0.111 of the elements (blocks clipped at the
+    border); dropkit's border='clip' agrees, border='valid' drops less."""
+    x = torch.ones(64, 8, 56, 56)
+    torch.manual_seed(0)
+    theirs = float((timm_layers.drop_block_2d(x, 0.1, 7) == 0).float().mean())
+    ours = float((F.drop_block2d(x, 0.1, 7, border="clip", per_channel=False,
+                                 normalize="batch", seed=1) == 0).float().mean())  # fmt: skip
+    valid = float((F.drop_block2d(x, 0.1, 7, per_channel=False, seed=1) == 0).float().mean())
+    assert abs(theirs - 0.111) < 0.01 and abs(ours - theirs) < 0.01
+    assert valid < ours - 0.01
+
+
+def test_noise_fills_dropped_elements_with_stream_normals(timm_layers):
+    x = torch.randn(4, 3, 10, 10, dtype=torch.float64)
+    plain = F.drop_block2d(x, 0.3, 3, normalize="none", border="clip", seed=8)
+    noisy = F.drop_block2d(x, 0.3, 3, border="clip", noise=True, seed=8)
+    dropped = (plain == 0) & (x != 0)
+    assert dropped.any() and torch.equal(noisy[~dropped], x[~dropped])
+    seed_words = x.numel()  # per_channel: N * C * H * W seed words
+    z = rng.normal(x.shape, 8, (seed_words + 1) // 2, dtype=torch.float64)
+    assert torch.allclose(noisy[dropped], z[dropped], rtol=1e-12, atol=0)  # the backend: libm
+    # timm's with_noise: the same kind of output (kept unscaled, dropped ~ N(0, 1))
+    theirs = timm_layers.drop_block_2d(x, 0.3, 3, with_noise=True)
+    assert theirs.shape == noisy.shape
+
+
+def test_drop_block_gamma_refuses_blocks_larger_than_the_map():
+    with pytest.raises(ValueError, match=r"block_size 9 must lie in \[1, S\]"):
+        F.drop_block_gamma(0.5, 9, (8, 8))
+    with pytest.raises(ValueError, match="block_size 10"):
+        F.drop_block_gamma(0.5, 10, (8, 8, 8))
+    assert F.drop_block_gamma(0.5, [8, 3], (8, 8)) == pytest.approx(0.5 * 64 / (8 * 3 * 1 * 6))
+
+
+@pytest.mark.parametrize("p", [np.float32(0.1), torch.tensor(0.1), True])
+def test_p_as_torch_takes_it(p):
+    x = torch.randn(2, 3, 8, 8)
+    value = float(p)
+    assert torch.equal(F.drop_block2d(x, p, 3, seed=2), F.drop_block2d(x, value, 3, seed=2))
+    from dropkit import nn as dnn
+
+    assert dnn.DropBlock2d(p, 3).p == value
+
+
+def test_new_options_are_checked():
+    x = torch.randn(2, 2, 6, 6)
+    with pytest.raises(ValueError, match=r"border must be one of \('valid', 'clip'\)"):
+        F.drop_block2d(x, 0.1, 3, border="same")
+    with pytest.raises(TypeError, match="noise must be a bool"):
+        F.drop_block2d(x, 0.1, 3, noise=1)
+    with pytest.raises(TypeError, match="per_channel must be a bool"):
+        F.drop_block2d(x, 0.1, 3, per_channel="yes")

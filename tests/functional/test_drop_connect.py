@@ -308,7 +308,7 @@ def test_errors():
         F.drop_connect_linear(x, w, activation="relu")
     with pytest.raises(ValueError, match="mode must be one of"):
         F.drop_connect_linear(x, w, mode="scaled")
-    with pytest.raises(TypeError, match="weight must be a tensor of input's dtype"):
+    with pytest.raises(TypeError, match="weight must have input's dtype"):
         F.drop_connect_linear(x, w.double())
     with pytest.raises(TypeError, match="floating dtype"):
         F.drop_connect_linear(x.long(), w)

@@ -130,18 +130,16 @@ def test_torchvision_compatible_errors():
         F.drop_path(torch.zeros(2, 2, dtype=torch.long), 0.1, True)
 
 
-def test_agrees_with_torchvision_distribution():
-    tv = pytest.importorskip("torchvision")
+def test_agrees_with_torchvision_distribution(tv_ops):
     x = torch.ones(20000, 1)
-    theirs = float((tv.ops.stochastic_depth(x, 0.25, "row") != 0).float().mean())
+    theirs = float((tv_ops.stochastic_depth(x, 0.25, "row") != 0).float().mean())
     ours = float((F.stochastic_depth(x, 0.25, "row", seed=1) != 0).float().mean())
     assert abs(theirs - ours) < 5 * math.sqrt(2 * 0.1875 / 20000)
 
 
-def test_agrees_with_timm_distribution():
-    timm = pytest.importorskip("timm")
+def test_agrees_with_timm_distribution(timm_layers):
     x = torch.ones(20000, 1)
-    theirs = timm.layers.drop_path(x, 0.25, True)
+    theirs = timm_layers.drop_path(x, 0.25, True)
     ours = F.drop_path(x, 0.25, True, seed=1)
     assert set(theirs.unique().tolist()) == set(ours.unique().tolist())
     assert abs(float((theirs != 0).float().mean()) - float((ours != 0).float().mean())) < 0.03

@@ -99,9 +99,9 @@ def test_gradcheck_and_only_seed_and_ids_saved():
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         F.embedding_dropout(ids, weight, 0.4, seed=6)
-    # the lookup saves the ids; the word mask saves the ids and the 0-d seed, never a mask
-    assert all(t.dtype == torch.int64 for t in saved)
-    assert sum(t.dim() == 0 for t in saved) == 1
+    # the lookup saves the ids; the word mask saves the ids (its eager route holds the seed as a
+    # Python int), never a mask
+    assert saved and all(t.dtype == torch.int64 and t.shape == ids.shape for t in saved)
 
 
 def test_compile_fullgraph_matches_eager():

@@ -102,7 +102,7 @@ def test_errors():
         F.drop_branches([torch.zeros(2), torch.zeros(3)], 0.1)
     with pytest.raises(ValueError, match="needs the kept column"):
         F.drop_branches([torch.zeros(2)], 0.1, mode="global")
-    with pytest.raises(ValueError, match="mode must be 'local' or 'global'"):
+    with pytest.raises(ValueError, match=r"mode must be one of \('local', 'global'\)"):
         F.drop_branches([torch.zeros(2)], 0.1, mode="row")
     with pytest.raises(ValueError, match=r"column must be an integer in \[0, 1\]"):
         F.drop_branches([torch.zeros(2)] * 2, 0.1, column=2)

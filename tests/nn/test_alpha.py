@@ -14,7 +14,7 @@ from dropkit import nn as dnn
 )
 def test_alpha_modules_train_eval_mc(cls, fn):
     name = cls.__name__
-    assert repr(cls(0.1)) == repr(getattr(torch.nn, name)(0.1))
+    assert repr(cls(0.1)) == "dropkit." + repr(getattr(torch.nn, name)(0.1))
     layer = cls(0.3, seed=2)
     x = torch.randn(4, 6, 3)
     expected = fn(x, 0.3, True, seed=2)

@@ -13,7 +13,8 @@ from dropkit import nn as dnn
 def test_broadcast_module_equals_functional_and_repr():
     layer = dnn.BroadcastDropout(0.3, noise_shape=[None, 1, None], seed=2)
     assert (
-        repr(layer) == "BroadcastDropout(p=0.3, inplace=False, seed=2, noise_shape=(None, 1, None))"
+        repr(layer)
+        == "dropkit.BroadcastDropout(p=0.3, inplace=False, seed=2, noise_shape=(None, 1, None))"
     )
     x = torch.randn(3, 4, 5)
     assert torch.equal(layer(x), F.broadcast_dropout(x, 0.3, noise_shape=(None, 1, None), seed=2))

@@ -27,16 +27,16 @@ def test_module_equals_functional_train_and_eval():
 
 
 def test_repr_and_validation():
-    assert repr(DropBlock2d(0.1, 3)) == "DropBlock2d(p=0.1, block_size=3, inplace=False)"
+    assert repr(DropBlock2d(0.1, 3)) == "dropkit.DropBlock2d(p=0.1, block_size=3, inplace=False)"
     text = repr(DropBlock3d(0.1, 4, per_channel=False, normalize="batch", seed=2))
     assert "per_channel=False" in text and "normalize='batch'" in text and "seed=2" in text
-    with pytest.raises(ValueError, match="p has to be a probability"):
+    with pytest.raises(ValueError, match="drop probability has to be between 0 and 1"):
         DropBlock2d(1.5, 3)
     with pytest.raises(ValueError, match="block_size must be an integer >= 1"):
         DropBlock2d(0.1, 0)
     with pytest.raises(ValueError, match="normalize must be one of"):
         DropBlock2d(0.1, 3, normalize="channel")
-    with pytest.raises(ValueError, match="eps must be a number > 0"):
+    with pytest.raises(ValueError, match="eps must be a finite number > 0"):
         DropBlock2d(0.1, 3, eps=-1.0)
     with pytest.raises(ValueError, match="either seed or generator"):
         DropBlock2d(0.1, 3, seed=1, generator=torch.Generator())
@@ -93,7 +93,7 @@ def test_schedule_validation_and_deepcopy():
     block = DropBlock2d(0.2, 3)
     with pytest.raises(ValueError, match="steps must be an integer >= 1"):
         DropBlockSchedule(block, 0.0, 0.2, 0)
-    with pytest.raises(ValueError, match="stop has to be a probability"):
+    with pytest.raises(ValueError, match="stop has to be between 0 and 1"):
         DropBlockSchedule(block, 0.0, 2.0, 5)
     with pytest.raises(ValueError, match="no attribute 'q'"):
         DropBlockSchedule(block, 0.0, 0.2, 5, attribute="q")

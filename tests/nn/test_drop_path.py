@@ -31,8 +31,8 @@ def test_eval_and_monte_carlo():
 
 
 def test_repr_like_torchvision_and_timm():
-    assert repr(StochasticDepth(0.2, "row")) == "StochasticDepth(p=0.2, mode=row)"
-    assert repr(DropPath(0.1)) == "DropPath(drop_prob=0.100)"
+    assert repr(StochasticDepth(0.2, "row")) == "dropkit.StochasticDepth(p=0.2, mode=row)"
+    assert repr(DropPath(0.1)) == "dropkit.DropPath(drop_prob=0.100)"
     assert "seed=3" in repr(DropPath(0.1, seed=3))
 
 
@@ -41,7 +41,6 @@ def test_validation():
         StochasticDepth(1.2, "row")
     with pytest.raises(ValueError, match="mode has to be either"):
         StochasticDepth(0.2, "sample")
-    with pytest.raises(ValueError, match="drop_prob has to be between 0 and 1"):
-        DropPath(True)
+    assert DropPath(True).drop_prob == 1.0  # a bool is a probability, as torch takes p=True
     with pytest.raises(ValueError, match="drop_prob has to be between 0 and 1"):
         DropPath(-0.5)

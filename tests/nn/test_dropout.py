@@ -13,9 +13,13 @@ from dropkit.nn import Dropout
 
 def test_defaults_and_repr_match_torch():
     assert Dropout().p == torch.nn.Dropout().p == 0.5
-    assert repr(Dropout(0.3)) == repr(torch.nn.Dropout(0.3))
-    assert repr(Dropout(0.3, True)) == repr(torch.nn.Dropout(0.3, True))
-    assert repr(Dropout(0.2, mode="classic")) == "Dropout(p=0.2, inplace=False, mode='classic')"
+    # torch's text, prefixed so a printed model shows which layers are dropkit's
+    assert repr(Dropout(0.3)) == "dropkit." + repr(torch.nn.Dropout(0.3))
+    assert repr(Dropout(0.3, True)) == "dropkit." + repr(torch.nn.Dropout(0.3, True))
+    assert (
+        repr(Dropout(0.2, mode="classic"))
+        == "dropkit.Dropout(p=0.2, inplace=False, mode='classic')"
+    )
     assert "seed=7" in repr(Dropout(0.2, seed=7))
 
 
@@ -68,7 +72,9 @@ def test_sequential_state_dict_deepcopy_pickle():
 def test_generator_layer_can_be_copied():
     layer = Dropout(0.5, generator=torch.Generator().manual_seed(1))
     clone = copy.deepcopy(layer)
-    assert clone.generator is None and clone.p == 0.5
+    # the copy keeps a generator of its own in the same state: it draws the same masks
+    assert clone.generator is not layer.generator and clone.p == 0.5
+    assert torch.equal(clone(torch.ones(100)), copy.deepcopy(layer)(torch.ones(100)))
     # the original keeps its generator and draws reproducibly from it
     a = layer(torch.ones(100))
     layer.generator.manual_seed(1)

@@ -10,7 +10,7 @@ from dropkit import nn as dnn
 
 def test_gaussian_module_train_eval_mc_and_repr():
     layer = dnn.GaussianDropout(0.2, seed=5)
-    assert repr(layer) == "GaussianDropout(p=0.2, inplace=False, seed=5)"
+    assert repr(layer) == "dropkit.GaussianDropout(p=0.2, inplace=False, seed=5)"
     x = torch.randn(3, 7)
     expected = F.gaussian_dropout(x, 0.2, seed=5)
     assert torch.equal(layer(x), expected)

@@ -11,7 +11,7 @@ from dropkit import nn as dnn
 @pytest.mark.parametrize("name", ["Dropout1d", "Dropout2d", "Dropout3d"])
 def test_torch_repr_signature_and_no_state(name):
     ours, theirs = getattr(dnn, name)(0.2, True), getattr(torch.nn, name)(0.2, True)
-    assert repr(ours) == repr(theirs)
+    assert repr(ours) == "dropkit." + repr(theirs)
     assert ours.state_dict() == {}
 
 

@@ -1,6 +1,7 @@
 """dropkit's functional ops: each does the work; the modules in :mod:`dropkit.nn` wrap them."""
 
 from dropkit.functional.alpha import alpha_dropout, feature_alpha_dropout
+from dropkit.functional.bias_dropout_add import bias_dropout_add
 from dropkit.functional.broadcast import broadcast_dropout
 from dropkit.functional.cutout import cutout
 from dropkit.functional.drop_block import drop_block2d, drop_block3d, drop_block_gamma
@@ -15,6 +16,7 @@ from dropkit.functional.spatial import dropout1d, dropout2d, dropout3d
 
 __all__ = [
     "alpha_dropout",
+    "bias_dropout_add",
     "broadcast_dropout",
     "cutout",
     "drop_block2d",

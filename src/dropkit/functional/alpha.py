@@ -7,13 +7,8 @@ import math
 import torch
 
 from dropkit import _state, rng
-from dropkit.functional._checks import (
-    check_floating,
-    check_offset,
-    check_probability,
-    resolve_stream,
-)
-from dropkit.kernels import ops
+from dropkit.ops import ALPHA, overridable, resolve_stream
+from dropkit.ops.checks import check_floating, check_offset, check_probability, check_tensor
 
 __all__ = ["alpha_dropout", "feature_alpha_dropout"]
 
@@ -22,10 +17,14 @@ SELU_ALPHA_PRIME = 1.7580993408473766
 
 
 def _alpha(input, p, training, inplace, feature, generator, seed, offset):
-    check_floating(input, "feature_alpha_dropout" if feature else "alpha_dropout")
-    p = check_probability(p)
+    op = "feature_alpha_dropout" if feature else "alpha_dropout"
+    check_tensor(input, op)
+    p = check_probability(p, op=op)
     check_offset(offset)
-    if not _state.is_stochastic(training) or p == 0.0 or input.numel() == 0:
+    if not _state.is_stochastic(training) or p == 0.0:
+        return input  # any dtype, as torch
+    check_floating(input, op)
+    if input.numel() == 0:
         return input
     if p == 1.0:
         return input.mul_(0.0) if inplace else input * 0.0
@@ -40,15 +39,15 @@ def _alpha(input, p, training, inplace, feature, generator, seed, offset):
     else:
         shape = list(input.shape)
     seed_t, offset = resolve_stream(input, generator, seed, offset, math.prod(shape))
-    threshold = rng.keep_threshold(p)
     a = 1.0 / math.sqrt((SELU_ALPHA_PRIME**2 * p + 1.0) * (1.0 - p))
-    result = ops.alpha_mask(
-        input, seed_t, offset, threshold, a, SELU_ALPHA_PRIME * a * p,
-        -SELU_ALPHA_PRIME * a * (1.0 - p), shape,
-    )  # fmt: skip
-    return input.copy_(result) if inplace else result
+    args = (seed_t, offset, rng.keep_threshold(p), a, SELU_ALPHA_PRIME * a * p,
+            -SELU_ALPHA_PRIME * a * (1.0 - p), shape)  # fmt: skip
+    if inplace:
+        return ALPHA.inplace(input, *args)
+    return ALPHA(input, args[0], args[1], True, *args[2:])
 
 
+@overridable
 def alpha_dropout(
     input: torch.Tensor,
     p: float = 0.5,
@@ -68,13 +67,15 @@ def alpha_dropout(
     — kept units give :math:`a x + \alpha' a p`, dropped ones :math:`-\alpha' a (1-p)`; the same
     formula as ``torch.nn.functional.alpha_dropout`` (including its default ``training=False``
     and zeros for ``p = 1``). Mask element ``i`` (row-major) reads stream word ``i + offset``; the
-    mask is regenerated in backward (gradient :math:`a\,m`). Shape: any; output the same.
-    Evaluation (``training=False`` outside :mod:`dropkit.mc`) returns ``input``. The masks come
-    from the dropkit stream rather than torch's generator (same distribution).
+    mask is regenerated in backward (gradient :math:`a\,m`). Shape: any; output the same, in the
+    input's layout. Evaluation (``training=False`` outside :mod:`dropkit.mc`) returns ``input``
+    (of any dtype, as torch). The masks come from the dropkit stream rather than torch's
+    generator (same distribution).
     """
     return _alpha(input, p, training, inplace, False, generator, seed, offset)
 
 
+@overridable
 def feature_alpha_dropout(
     input: torch.Tensor,
     p: float = 0.5,

@@ -11,24 +11,34 @@ from collections.abc import Sequence
 import torch
 
 from dropkit import _state, rng
-from dropkit.functional._checks import (
-    check_floating,
-    check_mode,
-    check_offset,
-    check_probability,
-    resolve_stream,
-)
-from dropkit.kernels import ops
+from dropkit.functional._common import check_mode, eval_output, keep_scale
+from dropkit.ops import KEEP, overridable, resolve_stream
+from dropkit.ops.checks import check_floating, check_offset, check_probability, check_tensor
 
-__all__ = ["broadcast_dropout", "resolve_noise_shape"]
+__all__ = ["broadcast_dropout", "check_noise_shape", "resolve_noise_shape"]
 
 
-def resolve_noise_shape(input: torch.Tensor, noise_shape: Sequence[int | None]) -> tuple[int, ...]:
+def check_noise_shape(noise_shape, op: str = "broadcast_dropout") -> tuple[int | None, ...]:
+    """``noise_shape`` as a tuple of ``None`` or integers >= 1 (checked once, in the module's
+    ``__init__`` and in the functional)."""
+    if isinstance(noise_shape, (str, bytes)) or not isinstance(noise_shape, Sequence):
+        raise TypeError(
+            f"{op}: noise_shape must be a sequence of None or ints, got "
+            f"{type(noise_shape).__name__}"
+        )
+    for n in noise_shape:
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"{op}: noise_shape entries must be None or integers >= 1, got {n!r}")
+    return tuple(noise_shape)
+
+
+def resolve_noise_shape(input: torch.Tensor, noise_shape: Sequence[int | None],
+                        op: str = "broadcast_dropout") -> list[int]:  # fmt: skip
     """``noise_shape`` with ``None`` entries filled from ``input``; every entry must be 1 or the
     input's size in that dimension, and the rank must match."""
     if len(noise_shape) != input.dim():
         raise ValueError(
-            f"noise_shape must have one entry per input dimension ({input.dim()}), "
+            f"{op}: noise_shape must have one entry per input dimension ({input.dim()}), "
             f"got {len(noise_shape)}: {tuple(noise_shape)}"
         )
     shape = []
@@ -36,12 +46,31 @@ def resolve_noise_shape(input: torch.Tensor, noise_shape: Sequence[int | None]) 
         n = size if n is None else int(n)
         if n not in (1, size):
             raise ValueError(
-                f"noise_shape[{dim}] must be 1, None or the input size {size}, got {n}"
+                f"{op}: noise_shape[{dim}] must be 1, None or the input size {size}, got {n}"
             )
         shape.append(n)
-    return tuple(shape)
+    return shape
 
 
+def masked_dropout(input, p, training, inplace, mask_shape, mode, generator, seed, offset, op):
+    """Dropout with a mask over ``mask_shape`` (checked by the caller) broadcast over ``input``:
+    the body of every keep-and-scale method."""
+    p = check_probability(p, op=op)
+    check_mode(mode, op)
+    check_offset(offset)
+    if not _state.is_stochastic(training):
+        return eval_output(input, p, mode, inplace)
+    check_floating(input, op)
+    if p == 0.0 or input.numel() == 0:
+        return input
+    seed_t, offset = resolve_stream(input, generator, seed, offset, math.prod(mask_shape))
+    args = (seed_t, offset, rng.keep_threshold(p), keep_scale(p, mode), list(mask_shape))
+    if inplace:
+        return KEEP.inplace(input, *args)
+    return KEEP(input, args[0], args[1], True, *args[2:])
+
+
+@overridable
 def broadcast_dropout(
     input: torch.Tensor,
     p: float = 0.5,
@@ -62,7 +91,7 @@ def broadcast_dropout(
     dimension of size 1 (or ``None`` → the input's size) in ``noise_shape`` shares the mask along
     it. Mask element ``k`` (row-major over ``noise_shape``) reads stream word ``k + offset``; so
     with the batch dimension leading, sample ``n`` uses words ``n * prod(noise_shape[1:])`` on.
-    The mask is regenerated in backward, not stored.
+    The mask is regenerated in backward, not stored; the output keeps the input's layout.
 
     Dropout itself: Srivastava, Hinton, Krizhevsky, Sutskever, Salakhutdinov, "Dropout: A Simple
     Way to Prevent Neural Networks from Overfitting", JMLR 2014; ``noise_shape`` as in
@@ -76,22 +105,7 @@ def broadcast_dropout(
         noise_shape: one entry per input dimension: 1 (shared), or ``None`` / the input size.
         mode, generator, seed, offset: as in :func:`dropkit.functional.dropout`.
     """
-    check_floating(input, "broadcast_dropout")
-    p = check_probability(p)
-    check_mode(mode)
-    check_offset(offset)
-    shape = resolve_noise_shape(input, noise_shape)
-    if not _state.is_stochastic(training):
-        if mode == "inverted" or p == 0.0:
-            return input
-        return input.mul_(1.0 - p) if inplace else input * (1.0 - p)
-    if p == 0.0 or input.numel() == 0:
-        return input
-    seed_t, offset = resolve_stream(input, generator, seed, offset, math.prod(shape))
-    scale = 1.0 if mode == "classic" else (0.0 if p == 1.0 else 1.0 / (1.0 - p))
-    threshold = rng.keep_threshold(p)
-    if shape == tuple(input.shape):
-        result = ops.keep_mask(input, seed_t, offset, threshold, scale)
-    else:
-        result = ops.broadcast_keep_mask(input, seed_t, offset, threshold, scale, shape)
-    return input.copy_(result) if inplace else result
+    check_tensor(input, "broadcast_dropout")
+    shape = resolve_noise_shape(input, check_noise_shape(noise_shape))
+    return masked_dropout(input, p, training, inplace, shape, mode, generator, seed, offset,
+                          "broadcast_dropout")  # fmt: skip

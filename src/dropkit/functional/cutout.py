@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
-from dropkit import _state, rng
-from dropkit.functional._checks import check_offset, resolve_stream
+from dropkit import _state
+from dropkit.ops import HOLES, overridable, resolve_stream
+from dropkit.ops.checks import check_int, check_offset, check_real, check_tensor
 
-__all__ = ["cutout"]
+__all__ = ["check_cutout_args", "cutout"]
 
 
+def check_cutout_args(size, n_holes, fill) -> tuple[int, int, float]:
+    """``size`` and ``n_holes`` integers >= 0, ``fill`` a finite number."""
+    size = check_int(size, "size", op="cutout", minimum=0)
+    n_holes = check_int(n_holes, "n_holes", op="cutout", minimum=0)
+    if isinstance(fill, bool):
+        raise TypeError(f"cutout: fill must be a real number, got bool {fill!r}")
+    fill = check_real(fill, "fill", op="cutout")
+    return size, n_holes, fill
+
+
+@overridable
 def cutout(
     input: torch.Tensor,
     size: int,
@@ -38,8 +48,9 @@ def cutout(
     columns around :math:`c_x`, clipped at the border: holes near the edge fall partly outside the
     image, as in the paper (whose centres are uniform over the image, not over the positions
     where the whole square fits). Every channel of an image gets the same holes; overlapping holes
-    simply union. Output: :math:`y = x` outside the holes and ``fill`` inside; gradients are zero
-    inside the holes. There is no rescaling (Cutout is an input augmentation).
+    simply union. Output: :math:`y = x` outside the holes and ``fill`` inside (in the input's
+    layout); gradients are zero inside the holes. There is no rescaling (Cutout is an input
+    augmentation).
 
     Difference from the authors' code: it covers ``[c - size//2, c + size//2)``, i.e. ``size - 1``
     rows for odd ``size``; dropkit always covers ``size`` rows and columns (before clipping).
@@ -57,35 +68,17 @@ def cutout(
     Returns:
         A new tensor of ``input``'s shape and dtype (``input`` itself when nothing is cut).
     """
-    if not isinstance(input, torch.Tensor):
-        raise TypeError(f"cutout: input must be a torch.Tensor, got {type(input).__name__}")
+    check_tensor(input, "cutout")
     if input.dtype == torch.bool or input.dtype.is_complex:
         raise TypeError(
             f"cutout: input must have a real floating or integer dtype, got {input.dtype}"
         )
-    if isinstance(fill, bool) or not isinstance(fill, numbers.Real):
-        raise TypeError(f"fill must be a real number, got {type(fill).__name__}")
+    size, n_holes, fill = check_cutout_args(size, n_holes, fill)
     if input.dim() not in (3, 4):
         raise ValueError(f"cutout expects (C, H, W) or (N, C, H, W) input, got {input.dim()}D")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        raise ValueError(f"size must be an integer >= 0, got {size!r}")
-    if isinstance(n_holes, bool) or not isinstance(n_holes, int) or n_holes < 0:
-        raise ValueError(f"n_holes must be an integer >= 0, got {n_holes!r}")
     check_offset(offset)
     if not _state.is_stochastic(training) or size == 0 or n_holes == 0 or input.numel() == 0:
         return input
-    batch = input if input.dim() == 4 else input[None]
-    n, _, h, w = batch.shape
+    n = input.shape[0] if input.dim() == 4 else 1
     seed_t, offset = resolve_stream(input, generator, seed, offset, 2 * n_holes * n)
-    u = rng.uniform((n, n_holes, 2), int(seed_t), offset, device=input.device).double()
-    top = (u[..., 0] * h).floor().long() - size // 2
-    left = (u[..., 1] * w).floor().long() - size // 2
-    rows = torch.arange(h, device=input.device)
-    cols = torch.arange(w, device=input.device)
-    in_rows = (rows >= top[..., None]) & (rows < top[..., None] + size)  # (n, holes, h)
-    in_cols = (cols >= left[..., None]) & (cols < left[..., None] + size)
-    holes = (in_rows[..., :, None] & in_cols[..., None, :]).any(1)  # (n, h, w)
-    out = torch.where(
-        holes[:, None], torch.tensor(fill, dtype=input.dtype, device=input.device), batch
-    )
-    return out if input.dim() == 4 else out[0]
+    return HOLES(input, seed_t, offset, True, size, n_holes, fill)

@@ -8,14 +8,17 @@ import torch
 import torch.nn.functional as F
 
 from dropkit import _state, rng
-from dropkit.functional._checks import (
+from dropkit import ops as _ops
+from dropkit.functional._common import check_mode, keep_scale
+from dropkit.ops import overridable, resolve_stream
+from dropkit.ops.checks import (
+    check_choice,
     check_floating,
-    check_mode,
+    check_int,
     check_offset,
     check_probability,
-    resolve_stream,
+    check_tensor,
 )
-from dropkit.kernels import drop_connect as ops
 
 __all__ = ["drop_connect_conv2d", "drop_connect_linear"]
 
@@ -25,28 +28,27 @@ INFERENCE = ("weight_scaling", "moment_matching")
 _CHUNK_BUDGET = 1 << 22
 
 
-def check_inference(inference: str, samples: int, activation) -> None:
-    if inference not in INFERENCE:
-        raise ValueError(f"inference must be one of {INFERENCE}, got {inference!r}")
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
+def check_inference(inference: str, samples: int, activation, op: str = "drop_connect") -> int:
+    check_choice(inference, "inference", INFERENCE, op=op)
+    samples = check_int(samples, "samples", op=op, minimum=1)
     if activation is not None and not callable(activation):
-        raise TypeError(f"activation must be callable or None, got {type(activation).__name__}")
+        raise TypeError(
+            f"{op}: activation must be callable or None, got {type(activation).__name__}"
+        )
+    return samples
 
 
 def _check(input, weight, p, mode, inference, samples, activation, offset, op):
+    check_tensor(input, op)
+    check_tensor(weight, op, "weight", 2)
     check_floating(input, op)
-    if not isinstance(weight, torch.Tensor) or weight.dtype != input.dtype:
-        raise TypeError(f"{op}: weight must be a tensor of input's dtype {input.dtype}")
-    p = check_probability(p)
-    check_mode(mode)
-    check_inference(inference, samples, activation)
+    if weight.dtype != input.dtype:
+        raise TypeError(f"{op}: weight must have input's dtype {input.dtype}, got {weight.dtype}")
+    p = check_probability(p, op=op)
+    check_mode(mode, op)
+    check_inference(inference, samples, activation, op)
     check_offset(offset)
     return p
-
-
-def _scale(p: float, mode: str) -> float:
-    return 1.0 if mode == "classic" else (0.0 if p == 1.0 else 1.0 / (1.0 - p))
 
 
 def _moments(p: float, mode: str) -> tuple[float, float]:
@@ -64,8 +66,6 @@ def _moment_matching(mean, var, activation, samples, seed_t, offset, batched):
     per row), sample ``z`` of unit ``u`` being variate ``n * samples * U + z * U + u``; so a row's
     result does not depend on the other rows, and a batch replicated along dim 0 draws row by row.
     """
-    from dropkit.kernels import normal  # the backend dispatch
-
     rows = mean.shape[0] if batched else 1
     units = mean.numel() // max(rows, 1)
     if mean.numel() == 0:
@@ -81,12 +81,13 @@ def _moment_matching(mean, var, activation, samples, seed_t, offset, batched):
         for z0 in range(0, samples, z_chunk):
             z1 = min(samples, z0 + z_chunk)
             first = offset + r0 * samples * units + z0 * units
-            z = normal((r1 - r0, z1 - z0, units), int(seed_t), first, mean.device, mean.dtype)
+            z = _ops.NORMAL(mean.detach(), seed_t, first, [r1 - r0, z1 - z0, units])
             total = total + activation(mu[r0:r1] + std[r0:r1] * z).sum(1)
         parts.append(total)
     return (torch.cat(parts) / samples).reshape(mean.shape)
 
 
+@overridable
 def drop_connect_linear(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -145,7 +146,7 @@ def drop_connect_linear(
                "drop_connect_linear")  # fmt: skip
     act = activation if activation is not None else (lambda t: t)
     if _state.is_stochastic(training) and p > 0.0:
-        scale, threshold = _scale(p, mode), rng.keep_threshold(p)
+        scale, threshold = keep_scale(p, mode), rng.keep_threshold(p)
         if per_sample:
             if input.dim() < 2:
                 raise ValueError("per_sample DropConnect needs a batch dimension: input (N, *, in)")
@@ -153,18 +154,24 @@ def drop_connect_linear(
             seed_t, off = resolve_stream(input, generator, seed, offset, n * weight.numel())
             chunk = max(1, _CHUNK_BUDGET // max(weight.numel(), 1))
             rows = input.reshape(n, -1, input.shape[-1]).contiguous()
-            out = ops.drop_connect_linear_per_sample(rows, weight, seed_t, off, threshold, scale,
-                                                     chunk)  # fmt: skip
+            out = _ops.LINEAR_PER_SAMPLE(rows, weight, seed_t, off, threshold, scale, chunk)
             out = out.reshape(*input.shape[:-1], weight.shape[0])
             return act(out if bias is None else out + bias)
         seed_t, off = resolve_stream(input, generator, seed, offset, weight.numel())
-        return act(ops.drop_connect_linear(input, weight, bias, seed_t, off, threshold, scale))
+        return act(_ops.LINEAR(input, weight, bias, seed_t, off, threshold, scale))
     mean_factor, var_factor = _moments(p, mode)
     mean = F.linear(input, weight * mean_factor if mean_factor != 1.0 else weight, bias)
     if inference == "weight_scaling" or p == 0.0 or activation is None:
         return act(mean)
     var = var_factor * F.linear(input * input, weight * weight)
-    seed_t, off = resolve_stream(input, generator, seed, offset, samples * mean.numel())
+    seed_t, off = resolve_stream(
+        input,
+        generator,
+        seed,
+        offset,
+        samples * mean.numel(),
+        words=2 * (samples * mean.numel() + offset) - offset,
+    )
     return _moment_matching(mean, var, activation, samples, seed_t, off, input.dim() > 1)
 
 
@@ -199,6 +206,7 @@ def _resolve_padding(input, weight, padding, stride, dilation):
     return values, input
 
 
+@overridable
 def drop_connect_conv2d(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -251,8 +259,7 @@ def drop_connect_conv2d(
             f"drop_connect_conv2d expects (N, C, H, W) or (C, H, W) input and a 4-D weight, "
             f"got {input.dim()}-D input and {weight.dim()}-D weight"
         )
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"groups must be an integer >= 1, got {groups!r}")
+    groups = check_int(groups, "groups", op="drop_connect_conv2d", minimum=1)
     act = activation if activation is not None else (lambda t: t)
 
     def conv(x, w, b=None):
@@ -264,19 +271,29 @@ def drop_connect_conv2d(
             raise ValueError(f"stride and dilation must be >= 1, got {stride!r}, {dilation!r}")
         batched = input if input.dim() == 4 else input[None]
         pads, batched = _resolve_padding(batched, weight, padding, strides, dilations)
-        threshold, scale = rng.keep_threshold(p), _scale(p, mode)
+        threshold, scale = rng.keep_threshold(p), keep_scale(p, mode)
         if per_sample:
             if input.dim() != 4:
                 raise ValueError("per_sample DropConnect needs a batched (N, C, H, W) input")
             n = input.shape[0]
             seed_t, off = resolve_stream(input, generator, seed, offset, n * weight.numel())
             chunk = max(1, _CHUNK_BUDGET // max(weight.numel(), 1))
-            out = ops.drop_connect_conv2d_per_sample(batched.contiguous(), weight, seed_t, off,
-                                                     threshold, scale, strides, pads, dilations,
-                                                     groups, chunk)  # fmt: skip
+            out = _ops.CONV2D_PER_SAMPLE(
+                batched.contiguous(),
+                weight,
+                seed_t,
+                off,
+                threshold,
+                scale,
+                strides,
+                pads,
+                dilations,
+                groups,
+                chunk,
+            )
             return act(out if bias is None else out + bias[:, None, None])
         seed_t, off = resolve_stream(input, generator, seed, offset, weight.numel())
-        out = ops.drop_connect_conv2d(
+        out = _ops.CONV2D(
             batched, weight, bias, seed_t, off, threshold, scale, strides, pads, dilations, groups
         )
         return act(out if input.dim() == 4 else out[0])
@@ -285,5 +302,12 @@ def drop_connect_conv2d(
     if inference == "weight_scaling" or p == 0.0 or activation is None:
         return act(mean)
     var = var_factor * conv(input * input, weight * weight)
-    seed_t, off = resolve_stream(input, generator, seed, offset, samples * mean.numel())
+    seed_t, off = resolve_stream(
+        input,
+        generator,
+        seed,
+        offset,
+        samples * mean.numel(),
+        words=2 * (samples * mean.numel() + offset) - offset,
+    )
     return _moment_matching(mean, var, activation, samples, seed_t, off, input.dim() == 4)

@@ -5,19 +5,43 @@ from __future__ import annotations
 import torch
 
 from dropkit import _state, rng
-from dropkit.functional._checks import check_floating, check_offset, resolve_stream
-from dropkit.kernels import ops
+from dropkit.ops import KEEP, overridable, resolve_stream
+from dropkit.ops.checks import (
+    check_floating,
+    check_int,
+    check_offset,
+    check_probability,
+    check_tensor,
+)
 
-__all__ = ["drop_path", "linear_decay_rates", "stochastic_depth"]
+__all__ = ["check_drop_path_args", "drop_path", "linear_decay_rates", "stochastic_depth"]
+
+MODES = ("batch", "row")
 
 
-def _branch_mask_apply(input, p, per_sample, scale, generator, seed, offset):
-    shape = [input.shape[0] if per_sample else 1] + [1] * (input.dim() - 1)
-    mask_numel = shape[0]
-    seed_t, offset = resolve_stream(input, generator, seed, offset, mask_numel)
-    return ops.broadcast_keep_mask(input, seed_t, offset, rng.keep_threshold(p), scale, shape)
+def check_drop_path_args(p, name: str, op: str, mode: str | None = None) -> float:
+    """The drop probability of :func:`drop_path` / :func:`stochastic_depth` (and its ``mode``):
+    named ``drop_prob`` (timm's name) or "drop probability" (torchvision's message)."""
+    p = check_probability(p, name, op=op, what="drop probability" if name == "p" else name)
+    if mode is not None and mode not in MODES:
+        # torchvision's wording
+        raise ValueError(f"mode has to be either 'batch' or 'row', but got {mode}")
+    return p
 
 
+def _branch_drop(x, p, per_sample, scale, generator, seed, offset, op):
+    check_floating(x, op)
+    if per_sample and x.dim() == 0:
+        raise ValueError(
+            f"{op}: input must have a batch dimension (N, ...) to drop paths per sample, got a "
+            "0-d tensor"
+        )
+    shape = [x.shape[0] if per_sample else 1] + [1] * (x.dim() - 1)
+    seed_t, offset = resolve_stream(x, generator, seed, offset, shape[0] if shape else 1)
+    return KEEP(x, seed_t, offset, True, rng.keep_threshold(p), scale, shape)
+
+
+@overridable
 def stochastic_depth(
     input: torch.Tensor,
     p: float,
@@ -36,20 +60,19 @@ def stochastic_depth(
     (``mode="batch"``; word ``offset``). ``p = 1`` gives zeros. Evaluation is the identity
     (the paper's test-time rule, expressed in inverted form).
 
-    Shape: ``(N, ...)``; output the same.
+    Shape: ``(N, ...)``; output the same, in the input's layout.
     """
-    check_floating(input, "stochastic_depth")
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
-        raise ValueError(f"drop probability has to be between 0 and 1, but got {p}")
-    if mode not in ("batch", "row"):
-        raise ValueError(f"mode has to be either 'batch' or 'row', but got {mode}")
+    check_tensor(input, "stochastic_depth")
+    p = check_drop_path_args(p, "p", "stochastic_depth", mode)
     check_offset(offset)
     if not _state.is_stochastic(training) or p == 0.0 or input.numel() == 0:
         return input
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
-    return _branch_mask_apply(input, p, mode == "row", scale, generator, seed, offset)
+    return _branch_drop(input, p, mode == "row", scale, generator, seed, offset,
+                        "stochastic_depth")  # fmt: skip
 
 
+@overridable
 def drop_path(
     x: torch.Tensor,
     drop_prob: float = 0.0,
@@ -67,22 +90,18 @@ def drop_path(
     ``stochastic_depth(x, drop_prob, "row")`` (sample ``n`` reads stream word ``n + offset``).
     With ``scale_by_keep=False`` the survivors are not rescaled (:math:`y_n = x_n b_n`) and
     evaluation is still the identity, as in timm. Differences from timm: ``drop_prob`` outside
-    [0, 1] raises instead of failing inside ``bernoulli_``; nothing but the seed is kept for
-    backward. Shape: ``(N, ...)``; output the same.
+    [0, 1] raises instead of failing inside ``bernoulli_``; a 0-d input raises a ``ValueError``
+    (timm fails with an ``IndexError``); nothing but the seed is kept for backward. Shape:
+    ``(N, ...)``; output the same, in the input's layout.
     """
-    check_floating(x, "drop_path")
-    if (
-        isinstance(drop_prob, bool)
-        or not isinstance(drop_prob, (int, float))
-        or not (0.0 <= drop_prob <= 1.0)
-    ):
-        raise ValueError(f"drop_prob has to be between 0 and 1, but got {drop_prob}")
+    check_tensor(x, "drop_path", "x")
+    p = check_drop_path_args(drop_prob, "drop_prob", "drop_path")
     check_offset(offset)
-    if not _state.is_stochastic(training) or drop_prob == 0.0 or x.numel() == 0:
+    if not _state.is_stochastic(training) or p == 0.0 or x.numel() == 0:
         return x
-    keep = 1.0 - drop_prob
+    keep = 1.0 - p
     scale = 1.0 / keep if (scale_by_keep and keep > 0.0) else (0.0 if keep == 0.0 else 1.0)
-    return _branch_mask_apply(x, drop_prob, True, scale, generator, seed, offset)
+    return _branch_drop(x, p, True, scale, generator, seed, offset, "drop_path")
 
 
 def linear_decay_rates(p_last: float, num_layers: int) -> list[float]:
@@ -92,8 +111,6 @@ def linear_decay_rates(p_last: float, num_layers: int) -> list[float]:
     drop probabilities this is ``l / L * p_last`` (the paper uses ``p_last = 0.5``). Returns the
     ``L`` drop rates of residual blocks ``1 .. L`` (input side first).
     """
-    if isinstance(p_last, bool) or not isinstance(p_last, (int, float)) or not 0 <= p_last <= 1:
-        raise ValueError(f"p_last must be in [0, 1], got {p_last!r}")
-    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
-        raise ValueError(f"num_layers must be an integer >= 1, got {num_layers!r}")
+    p_last = check_probability(p_last, "p_last", op="linear_decay_rates", what="p_last")
+    num_layers = check_int(num_layers, "num_layers", op="linear_decay_rates", minimum=1)
     return [layer / num_layers * p_last for layer in range(1, num_layers + 1)]

@@ -6,57 +6,13 @@ import torch
 import torch.nn.functional as F
 
 from dropkit import _state, rng
-from dropkit.functional._checks import (
-    check_offset,
-    check_probability,
-    resolve_stream,
-)
-from dropkit.kernels.reference import accumulation_dtype
+from dropkit.ops import WORDS, overridable, resolve_stream
+from dropkit.ops.checks import check_offset, check_probability, check_tensor
 
-__all__ = ["embedding_dropout", "word_mask_apply"]
+__all__ = ["embedding_dropout"]
 
 
-@torch.library.custom_op("dropkit::word_mask_apply", mutates_args=())
-def word_mask_apply(
-    x: torch.Tensor,
-    ids: torch.Tensor,
-    seed: torch.Tensor,
-    offset: int,
-    threshold: int,
-    scale: float,
-) -> torch.Tensor:
-    """``x[..., d] * (scale if word(ids[...] + offset) >= threshold else 0)`` for embeddings ``x``
-    of shape ``ids.shape + (D,)``; the product is formed in the accumulation dtype, rounded once."""
-    acc = accumulation_dtype(x.dtype)
-    keep = rng.stream_words_at(ids, int(seed), offset) >= threshold
-    multiplier = torch.where(
-        keep,
-        torch.tensor(scale, dtype=acc, device=x.device),
-        torch.tensor(0.0, dtype=acc, device=x.device),
-    )
-    return (x.to(acc) * multiplier.unsqueeze(-1)).to(x.dtype).contiguous()
-
-
-@word_mask_apply.register_fake
-def _word_mask_apply_fake(x, ids, seed, offset, threshold, scale):
-    return torch.empty_like(x, memory_format=torch.contiguous_format)
-
-
-def _setup_context(ctx, inputs, output) -> None:
-    # The ids are saved by the embedding lookup's own backward already; the mask is not kept.
-    _, ids, seed, offset, threshold, scale = inputs
-    ctx.save_for_backward(ids, seed)
-    ctx.args = (offset, threshold, scale)
-
-
-def _backward(ctx, grad: torch.Tensor):
-    ids, seed = ctx.saved_tensors
-    return word_mask_apply(grad, ids, seed, *ctx.args), None, None, None, None, None
-
-
-word_mask_apply.register_autograd(_backward, setup_context=_setup_context)
-
-
+@overridable
 def embedding_dropout(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -91,19 +47,18 @@ def embedding_dropout(
 
     Shape: ``input (*)`` integer ids, ``weight (V, D)``, output ``(*, D)``.
     """
-    if not isinstance(weight, torch.Tensor) or not weight.dtype.is_floating_point:
-        got = weight.dtype if isinstance(weight, torch.Tensor) else type(weight).__name__
-        raise TypeError(f"embedding_dropout: weight must be a floating tensor, got {got}")
+    check_tensor(input, "embedding_dropout")
+    check_tensor(weight, "embedding_dropout", "weight", 2)
+    if not weight.dtype.is_floating_point:
+        raise TypeError(f"embedding_dropout: weight must be a floating tensor, got {weight.dtype}")
     if weight.dim() != 2:
         raise ValueError(
             f"embedding_dropout: weight must be 2D (num_embeddings, embedding_dim), "
             f"got shape {tuple(weight.shape)}"
         )
-    if not isinstance(input, torch.Tensor):
-        raise TypeError(f"embedding_dropout: input must be a tensor of ids, got {type(input)}")
     if input.dtype.is_floating_point or input.dtype == torch.bool:
         raise TypeError(f"embedding_dropout: input must hold integer ids, got {input.dtype}")
-    p = check_probability(p)
+    p = check_probability(p, op="embedding_dropout")
     check_offset(offset)
     out = F.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse)
     if not _state.is_stochastic(training) or p == 0.0 or input.numel() == 0:
@@ -112,6 +67,4 @@ def embedding_dropout(
     # passes over this op loop rather than batch; see dropkit.mc).
     seed_t, offset = resolve_stream(weight, generator, seed, offset, weight.shape[0])
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
-    return torch.ops.dropkit.word_mask_apply(
-        out, input, seed_t, offset, rng.keep_threshold(p), scale
-    )
+    return WORDS(out, seed_t, offset, True, input, rng.keep_threshold(p), scale)

@@ -7,12 +7,18 @@ import math
 import torch
 
 from dropkit import _state
-from dropkit.functional._checks import check_floating, check_offset, resolve_stream
-from dropkit.kernels import gaussian as _gaussian  # noqa: F401  (registers the custom op)
+from dropkit.ops import NORMAL_NOISE, overridable, resolve_stream
+from dropkit.ops.checks import check_floating, check_offset, check_probability, check_tensor
 
-__all__ = ["gaussian_dropout"]
+__all__ = ["check_gaussian_p", "gaussian_dropout"]
 
 
+def check_gaussian_p(p) -> float:
+    """``p`` in [0, 1) (``p = 1`` would mean infinite variance)."""
+    return check_probability(p, op="gaussian_dropout", what="gaussian_dropout: p", closed=False)
+
+
+@overridable
 def gaussian_dropout(
     input: torch.Tensor,
     p: float = 0.5,
@@ -31,22 +37,28 @@ def gaussian_dropout(
     Bernoulli dropout with drop probability ``p``, so ``p`` means the same as in
     :func:`dropkit.functional.dropout`. :math:`E[y] = x`; evaluation is the identity.
 
-    Noise comes from :func:`dropkit.rng.normal` (Box–Muller; element ``i`` consumes stream words
-    ``2(i + offset)`` and ``2(i + offset) + 1``) and is regenerated in backward, not stored.
+    Noise comes from :func:`dropkit.rng.normal` (Box–Muller; element ``i`` of the logical row-major
+    order consumes stream words ``2(i + offset)`` and ``2(i + offset) + 1``) and is regenerated in
+    backward, not stored. The output keeps the input's layout.
 
     Shape: any; output the same. torch has no Gaussian dropout; Keras' ``GaussianDropout(rate)``
     uses the same variance ``rate / (1 - rate)``.
 
     Args:
-        p: in [0, 1) (``p = 1`` would mean infinite variance).
+        p: in [0, 1).
     """
-    check_floating(input, "gaussian_dropout")
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-        raise ValueError(f"gaussian_dropout probability p must be in [0, 1), got {p!r}")
+    check_tensor(input, "gaussian_dropout")
+    p = check_gaussian_p(p)
     check_offset(offset)
-    if not _state.is_stochastic(training) or p == 0.0 or input.numel() == 0:
+    if not _state.is_stochastic(training) or p == 0.0:
         return input
-    seed_t, offset = resolve_stream(input, generator, seed, offset, input.numel())
+    check_floating(input, "gaussian_dropout")
+    if input.numel() == 0:
+        return input
+    # variate k reads words 2k, 2k + 1 of the stream: the offset counts variates
+    seed_t, offset = resolve_stream(input, generator, seed, offset, input.numel(),
+                                    words=2 * (input.numel() + offset) - offset)  # fmt: skip
     std = math.sqrt(p / (1.0 - p))
-    result = torch.ops.dropkit.gaussian_noise_apply(input, seed_t, offset, std)
-    return input.copy_(result) if inplace else result
+    if inplace:
+        return NORMAL_NOISE.inplace(input, seed_t, offset, std)
+    return NORMAL_NOISE(input, seed_t, offset, True, std)

@@ -7,11 +7,13 @@ from collections.abc import Sequence
 import torch
 
 from dropkit import _state, rng
-from dropkit.functional._checks import check_offset, check_probability, resolve_stream
+from dropkit.ops import BRANCHES, overridable, resolve_stream
+from dropkit.ops.checks import check_choice, check_offset, check_probability, check_tensors
 
 __all__ = ["drop_branches"]
 
 
+@overridable
 def drop_branches(
     branches: Sequence[torch.Tensor],
     p: float = 0.15,
@@ -41,35 +43,29 @@ def drop_branches(
 
     Shape: each branch ``(N, ...)``, all equal; output the same.
     """
-    if not isinstance(branches, (list, tuple)) or not branches:
-        raise ValueError("branches must be a non-empty list of tensors")
+    branches = check_tensors(branches, "drop_branches", "branches")
     shape = branches[0].shape
     if any(b.shape != shape for b in branches):
         raise ValueError(
-            f"all branches must have one shape, got {[tuple(b.shape) for b in branches]}"
+            f"drop_branches: all branches must have one shape, got "
+            f"{[tuple(b.shape) for b in branches]}"
         )
-    if mode not in ("local", "global"):
-        raise ValueError(f"mode must be 'local' or 'global', got {mode!r}")
+    check_choice(mode, "mode", ("local", "global"), op="drop_branches")
     k = len(branches)
-    if column is not None and not (isinstance(column, int) and 0 <= column < k):
-        raise ValueError(f"column must be an integer in [0, {k - 1}], got {column!r}")
-    p = check_probability(p)
+    if column is not None and (isinstance(column, bool) or not isinstance(column, int)
+                               or not 0 <= column < k):  # fmt: skip
+        raise ValueError(
+            f"drop_branches: column must be an integer in [0, {k - 1}], got {column!r}"
+        )
+    p = check_probability(p, op="drop_branches")
     check_offset(offset)
     if mode == "global" and _state.is_stochastic(training):
         if column is None:
-            raise ValueError("mode='global' needs the kept column")
+            raise ValueError("drop_branches: mode='global' needs the kept column")
         return branches[column]
     if not _state.is_stochastic(training):
-        return branches[column] if column is not None else torch.stack(list(branches)).mean(0)
-    stacked = torch.stack(list(branches))  # (K, N, ...)
+        return branches[column] if column is not None else torch.stack(branches).mean(0)
+    stacked = torch.stack(branches)  # (K, N, ...)
     n = shape[0]
     seed_t, offset = resolve_stream(stacked, generator, seed, offset, n * (k + 1))
-    words = rng.stream_words(n * (k + 1), int(seed_t), offset, device=stacked.device)
-    words = words.reshape(n, k + 1)
-    keep = words[:, :k] >= rng.keep_threshold(p)
-    fallback = ((words[:, k] >> 8).to(torch.float64) * 2.0**-24 * k).long()
-    none_kept = ~keep.any(1)
-    keep[none_kept, fallback[none_kept]] = True
-    weights = keep.to(stacked.dtype) / keep.sum(1, keepdim=True).to(stacked.dtype)  # (N, K)
-    weights = weights.t().reshape(k, n, *([1] * (len(shape) - 1)))
-    return (stacked * weights).sum(0)
+    return BRANCHES(stacked, seed_t, offset, True, rng.keep_threshold(p)).sum(0)

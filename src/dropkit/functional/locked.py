@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from dropkit.functional.broadcast import broadcast_dropout
+from dropkit.functional.broadcast import masked_dropout
+from dropkit.ops import overridable
+from dropkit.ops.checks import check_flag, check_tensor
 
 __all__ = ["locked_dropout"]
 
 
+@overridable
 def locked_dropout(
     input: torch.Tensor,
     p: float = 0.5,
@@ -37,13 +40,14 @@ def locked_dropout(
     ``bernoulli_`` over ``(1, N, C)`` in the time-first layout only; this is the same
     distribution.
     """
-    if not isinstance(input, torch.Tensor) or input.dim() != 3:
-        got = input.dim() if isinstance(input, torch.Tensor) else type(input).__name__
+    check_tensor(input, "locked_dropout")
+    check_flag(batch_first, "batch_first", op="locked_dropout")
+    if input.dim() != 3:
         raise ValueError(
-            f"locked_dropout expects a 3D input (T, N, C) or (N, T, C) with batch_first, got {got}"
+            "locked_dropout expects a 3D input (T, N, C) or (N, T, C) with batch_first, "
+            f"got {input.dim()}D"
         )
-    noise_shape = (None, 1, None) if batch_first else (1, None, None)
-    return broadcast_dropout(
-        input, p, training, inplace, noise_shape=noise_shape, mode=mode, generator=generator,
-        seed=seed, offset=offset,
-    )  # fmt: skip
+    n, c = (input.shape[0], input.shape[2]) if batch_first else (input.shape[1], input.shape[2])
+    mask_shape = [n, 1, c] if batch_first else [1, n, c]
+    return masked_dropout(input, p, training, inplace, mask_shape, mode, generator, seed, offset,
+                          "locked_dropout")  # fmt: skip

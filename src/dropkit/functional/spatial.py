@@ -23,46 +23,38 @@ import warnings
 import torch
 
 from dropkit import _state
-from dropkit.functional.broadcast import broadcast_dropout
+from dropkit.functional.broadcast import masked_dropout
+from dropkit.ops import overridable
+from dropkit.ops.checks import check_flag, check_probability, check_tensor
 
 __all__ = ["dropout1d", "dropout2d", "dropout3d"]
-
-
-def _stream(mode, generator, seed, offset) -> dict:
-    return {"mode": mode, "generator": generator, "seed": seed, "offset": offset}
 
 
 _FEATURE_RANK_ERROR = "Feature dropout requires at least 2 dimensions in the input"
 
 
-def _channel_dropout(
-    input: torch.Tensor,
-    p: float,
-    training: bool,
-    inplace: bool,
-    batched: bool,
-    channels_last: bool,
-    **kwargs,
-) -> torch.Tensor:
+def _channel_dropout(input, p, training, inplace, batched, channels_last, mode, generator, seed,
+                     offset, op):  # fmt: skip
     """Torch's ``feature_dropout`` on ``input`` (with a leading batch of one added when not
     ``batched``): the mask varies over the batch and channel dimensions only."""
-    if not isinstance(input, torch.Tensor):
-        raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
+    p = check_probability(p, op=op)
+    check_flag(channels_last, "channels_last", op=op)
     dims = input.dim()
     if dims + (0 if batched else 1) < 2:
         # torch only fails here when it actually samples; a no-op call passes through.
-        sampling = _state.is_stochastic(training) and not isinstance(p, bool)
-        if sampling and isinstance(p, (int, float)) and 0.0 < p < 1.0:
+        if _state.is_stochastic(training) and 0.0 < p < 1.0:
             raise RuntimeError(_FEATURE_RANK_ERROR)
-        shape: list[int | None] = [None] * dims
+        shape = list(input.shape)
     else:
         shape = [1] * dims
-        shape[dims - 1 if channels_last else (1 if batched else 0)] = None
+        channel = dims - 1 if channels_last else (1 if batched else 0)
+        shape[channel] = input.shape[channel]
         if batched:
-            shape[0] = None
-    return broadcast_dropout(input, p, training, inplace, noise_shape=shape, **kwargs)
+            shape[0] = input.shape[0]
+    return masked_dropout(input, p, training, inplace, shape, mode, generator, seed, offset, op)
 
 
+@overridable
 def dropout1d(
     input: torch.Tensor,
     p: float = 0.5,
@@ -78,6 +70,7 @@ def dropout1d(
     """Zero whole channels of ``(N, C, L)`` or unbatched ``(C, L)`` input (``(N, L, C)`` /
     ``(L, C)`` with ``channels_last``). ``mode``, ``generator``, ``seed`` and ``offset`` as in
     :func:`dropkit.functional.dropout`."""
+    check_tensor(input, "dropout1d")
     if input.dim() not in (2, 3):
         raise RuntimeError(
             f"dropout1d: Expected 2D or 3D input, but received a {input.dim()}D input. Note "
@@ -85,17 +78,11 @@ def dropout1d(
             "dimension, a channel dimension, and an optional batch dimension "
             "(i.e. 2D or 3D inputs)."
         )
-    return _channel_dropout(
-        input,
-        p,
-        training,
-        inplace,
-        input.dim() == 3,
-        channels_last,
-        **_stream(mode, generator, seed, offset),
-    )
+    return _channel_dropout(input, p, training, inplace, input.dim() == 3, channels_last, mode,
+                            generator, seed, offset, "dropout1d")  # fmt: skip
 
 
+@overridable
 def dropout2d(
     input: torch.Tensor,
     p: float = 0.5,
@@ -114,6 +101,7 @@ def dropout2d(
     historical behaviour, kept for drop-in compatibility); other ranks warn and drop over the
     first two dimensions (a 2D input is dropped elementwise; a 1D input is an error), as in
     torch."""
+    check_tensor(input, "dropout2d")
     dims = input.dim()
     if dims not in (3, 4):
         warnings.warn(
@@ -133,11 +121,11 @@ def dropout2d(
             "channel-wise dropout behavior, please switch to using dropout1d instead.",
             stacklevel=2,
         )
-    return _channel_dropout(
-        input, p, training, inplace, True, channels_last, **_stream(mode, generator, seed, offset)
-    )
+    return _channel_dropout(input, p, training, inplace, True, channels_last, mode, generator,
+                            seed, offset, "dropout2d")  # fmt: skip
 
 
+@overridable
 def dropout3d(
     input: torch.Tensor,
     p: float = 0.5,
@@ -155,6 +143,7 @@ def dropout3d(
 
     Like torch, any rank other than 5 is treated as unbatched (a batch of one is added, so the
     channel is dimension 0), and ranks other than 4 and 5 warn."""
+    check_tensor(input, "dropout3d")
     dims = input.dim()
     if dims not in (4, 5):
         warnings.warn(
@@ -165,12 +154,5 @@ def dropout3d(
             "and an optional batch dimension (i.e. 4D or 5D inputs).",
             stacklevel=2,
         )
-    return _channel_dropout(
-        input,
-        p,
-        training,
-        inplace,
-        dims == 5,
-        channels_last,
-        **_stream(mode, generator, seed, offset),
-    )
+    return _channel_dropout(input, p, training, inplace, dims == 5, channels_last, mode,
+                            generator, seed, offset, "dropout3d")  # fmt: skip

@@ -6,7 +6,7 @@ from dropkit.nn.cutout import Cutout
 from dropkit.nn.drop_block import DropBlock2d, DropBlock3d, DropBlockSchedule, LinearSchedule
 from dropkit.nn.drop_connect import DropConnectConv2d, DropConnectLinear
 from dropkit.nn.drop_path import DropPath, StochasticDepth
-from dropkit.nn.dropout import Dropout
+from dropkit.nn.dropout import BiasDropoutAdd, Dropout
 from dropkit.nn.embedding import EmbeddingDropout
 from dropkit.nn.gaussian import GaussianDropout
 from dropkit.nn.join_drop import FractalDropPath, JoinDrop
@@ -15,6 +15,7 @@ from dropkit.nn.spatial import Dropout1d, Dropout2d, Dropout3d
 
 __all__ = [
     "AlphaDropout",
+    "BiasDropoutAdd",
     "BroadcastDropout",
     "Cutout",
     "DropBlock2d",

@@ -1,26 +1,30 @@
-"""Shared hyper-parameter handling for dropkit's modules (like torch's ``_DropoutNd``)."""
+"""What every dropkit module shares (like torch's ``_DropoutNd``): per-layer randomness, torch-style
+hyper-parameters validated in ``__init__`` by the functionals' own checks, a name that says the
+module is dropkit's, and a clear refusal of ``torch.jit.script``."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from dropkit.functional._checks import check_mode, check_probability
+from dropkit.functional._common import check_mode
+from dropkit.ops.checks import check_generator, check_probability, check_seed
+
+__all__ = ["DropoutBase", "RandomMixin", "StochasticModule"]
 
 
-class StochasticModule(nn.Module):
-    """The per-layer randomness (``generator`` or a fixed ``seed``) every dropkit module takes.
+class RandomMixin:
+    """Per-layer randomness (``generator`` or a fixed ``seed``) for any module class.
 
-    A ``torch.Generator`` cannot be pickled; a pickled or deep-copied layer falls back to the
-    default generator rather than failing.
+    The generator is part of the module's state: pickling, ``copy.deepcopy`` and ``torch.save``
+    keep it (with its state at that moment); the ``state_dict`` does not hold it.
     """
 
-    def __init__(self, *, generator: torch.Generator | None = None, seed: int | None = None):
-        super().__init__()
+    def _init_random(self, generator, seed) -> None:
         if generator is not None and seed is not None:
             raise ValueError("pass either seed or generator, not both")
-        self.generator = generator
-        self.seed = seed
+        self.generator = check_generator(generator)
+        self.seed = None if seed is None else check_seed(seed)
 
     def _random_kwargs(self) -> dict:
         return {"generator": self.generator, "seed": self.seed}
@@ -28,10 +32,24 @@ class StochasticModule(nn.Module):
     def _seed_repr(self) -> str:
         return "" if self.seed is None else f", seed={self.seed}"
 
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["generator"] = None
-        return state
+    def _get_name(self) -> str:
+        # Printed models show which layers are dropkit's (torch's twins print the bare name).
+        return f"dropkit.{type(self).__name__}"
+
+    def __prepare_scriptable__(self):
+        raise RuntimeError(
+            f"{self._get_name()} cannot be compiled by torch.jit.script: its ops draw their seeds "
+            "and route their calls in Python. Use torch.compile (fullgraph=True works) or "
+            "torch.export instead; torch.jit.trace records a fresh draw on every call."
+        )
+
+
+class StochasticModule(RandomMixin, nn.Module):
+    """A module with per-layer randomness; see :class:`RandomMixin`."""
+
+    def __init__(self, *, generator: torch.Generator | None = None, seed: int | None = None):
+        super().__init__()
+        self._init_random(generator, seed)
 
 
 class DropoutBase(StochasticModule):
@@ -49,9 +67,9 @@ class DropoutBase(StochasticModule):
         seed: int | None = None,
     ) -> None:
         super().__init__(generator=generator, seed=seed)
-        self.p = check_probability(p)
+        self.p = check_probability(p, op=type(self).__name__)
         self.inplace = bool(inplace)
-        self.mode = check_mode(mode)
+        self.mode = check_mode(mode, type(self).__name__)
 
     def extra_repr(self) -> str:
         text = f"p={self.p}, inplace={self.inplace}"

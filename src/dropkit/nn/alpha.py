@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from dropkit import functional as F
-from dropkit.functional._checks import check_probability
 from dropkit.nn._base import StochasticModule
+from dropkit.ops.checks import check_probability
 
 __all__ = ["AlphaDropout", "FeatureAlphaDropout"]
 
@@ -29,7 +29,7 @@ class AlphaDropout(StochasticModule):
         seed: int | None = None,
     ) -> None:
         super().__init__(generator=generator, seed=seed)
-        self.p = check_probability(p)
+        self.p = check_probability(p, op=type(self).__name__)
         self.inplace = bool(inplace)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:

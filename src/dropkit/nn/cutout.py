@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
 from dropkit import functional as F
+from dropkit.functional.cutout import check_cutout_args
 from dropkit.nn._base import StochasticModule
 
 __all__ = ["Cutout"]
@@ -34,13 +33,7 @@ class Cutout(StochasticModule):
         seed: int | None = None,
     ) -> None:
         super().__init__(generator=generator, seed=seed)
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise ValueError(f"size must be an integer >= 0, got {size!r}")
-        if isinstance(n_holes, bool) or not isinstance(n_holes, int) or n_holes < 0:
-            raise ValueError(f"n_holes must be an integer >= 0, got {n_holes!r}")
-        if isinstance(fill, bool) or not isinstance(fill, numbers.Real):
-            raise TypeError(f"fill must be a real number, got {type(fill).__name__}")
-        self.size, self.n_holes, self.fill = size, n_holes, fill
+        self.size, self.n_holes, self.fill = check_cutout_args(size, n_holes, fill)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return F.cutout(

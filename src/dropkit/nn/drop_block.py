@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 from torch import nn
 
 from dropkit import functional as F
-from dropkit.functional.drop_block import NORMALIZE
+from dropkit.functional.drop_block import check_drop_block_args
 from dropkit.nn._base import StochasticModule
+from dropkit.ops.checks import check_int, check_probability
 
 __all__ = ["DropBlock2d", "DropBlock3d", "DropBlockSchedule", "LinearSchedule"]
-
-
-def _check_p(p: float, name: str = "p") -> float:
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
-        raise ValueError(f"{name} has to be a probability between 0 and 1, but got {p!r}")
-    return float(p)
 
 
 class DropBlock2d(StochasticModule):
     """DropBlock on ``(N, C, H, W)`` maps; see :func:`dropkit.functional.drop_block2d`.
 
-    torchvision's ``DropBlock2d(p, block_size, inplace=False, eps=1e-06)`` plus ``per_channel``
-    (False: one block mask per sample shared by all channels), ``normalize`` (``"sample"``, the
-    default, or torchvision's ``"batch"``) and per-layer randomness (``generator``/``seed``).
-    Identity in eval mode (unless inside :func:`dropkit.mc.stochastic`). ``p`` may be changed
-    between steps, e.g. by :class:`DropBlockSchedule`.
+    torchvision's ``DropBlock2d(p, block_size, inplace=False, eps=1e-06)`` plus ``per_channel``,
+    ``normalize``, ``border``, ``noise`` (timm's options) and per-layer randomness
+    (``generator``/``seed``). Identity in eval mode (unless inside :func:`dropkit.mc.stochastic`).
+    ``p`` may be changed between steps, e.g. by :class:`DropBlockSchedule`.
 
     Shape: input ``(N, C, H, W)``, output the same.
     """
@@ -43,27 +35,22 @@ class DropBlock2d(StochasticModule):
         *,
         per_channel: bool = True,
         normalize: str = "sample",
+        border: str = "valid",
+        noise: bool = False,
         generator: torch.Generator | None = None,
         seed: int | None = None,
     ) -> None:
         super().__init__(generator=generator, seed=seed)
-        self.p = _check_p(p)
-        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-            raise ValueError(f"block_size must be an integer >= 1, got {block_size!r}")
-        if normalize not in NORMALIZE:
-            raise ValueError(f"normalize must be one of {NORMALIZE}, got {normalize!r}")
-        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
-            raise ValueError(f"eps must be a number > 0, got {eps!r}")
-        self.block_size = block_size
+        (self.p, self.block_size, self.eps, self.normalize, self.border, self.per_channel,
+         self.noise) = check_drop_block_args(p, block_size, eps, normalize, border, per_channel,
+                                             noise, type(self).__name__)  # fmt: skip
         self.inplace = bool(inplace)
-        self.eps = float(eps)
-        self.per_channel = bool(per_channel)
-        self.normalize = normalize
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return self._functional(
             input, self.p, self.block_size, self.inplace, self.eps, self.training,
-            per_channel=self.per_channel, normalize=self.normalize, **self._random_kwargs(),
+            per_channel=self.per_channel, normalize=self.normalize, border=self.border,
+            noise=self.noise, **self._random_kwargs(),
         )  # fmt: skip
 
     def extra_repr(self) -> str:
@@ -74,6 +61,10 @@ class DropBlock2d(StochasticModule):
             text += ", per_channel=False"
         if self.normalize != "sample":
             text += f", normalize={self.normalize!r}"
+        if self.border != "valid":
+            text += f", border={self.border!r}"
+        if self.noise:
+            text += ", noise=True"
         return text + self._seed_repr()
 
 
@@ -106,10 +97,10 @@ class DropBlockSchedule(nn.Module):
         self, module: nn.Module, start: float, stop: float, steps: int, attribute: str = "p"
     ) -> None:
         super().__init__()
-        start = _check_p(start, "start")
-        stop = _check_p(stop, "stop")
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        op = "DropBlockSchedule"
+        start = check_probability(start, "start", op=op, what="start")
+        stop = check_probability(stop, "stop", op=op, what="stop")
+        steps = check_int(steps, "steps", op=op, minimum=1)
         if not isinstance(module, nn.Module) or not hasattr(module, attribute):
             raise ValueError(f"{type(module).__name__} has no attribute {attribute!r} to schedule")
         object.__setattr__(self, "target", module)

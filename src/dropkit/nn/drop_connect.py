@@ -8,21 +8,22 @@ import torch
 from torch import nn
 
 from dropkit import functional as F
-from dropkit.functional._checks import check_mode, check_probability
+from dropkit.functional._common import check_mode
 from dropkit.functional.drop_connect import check_inference
+from dropkit.nn._base import RandomMixin
+from dropkit.ops.checks import check_probability
 
 __all__ = ["DropConnectConv2d", "DropConnectLinear"]
 
 
-class _DropConnectMixin:
+class _DropConnectMixin(RandomMixin):
     def _init_drop_connect(self, p, mode, inference, samples, activation, generator, seed):
-        self.p = check_probability(p)
-        self.mode = check_mode(mode)
-        check_inference(inference, samples, activation)
-        if generator is not None and seed is not None:
-            raise ValueError("pass either seed or generator, not both")
+        name = type(self).__name__
+        self.p = check_probability(p, op=name)
+        self.mode = check_mode(mode, name)
+        samples = check_inference(inference, samples, activation, name)
         self.inference, self.samples, self.activation = inference, samples, activation
-        self.generator, self.seed = generator, seed
+        self._init_random(generator, seed)
 
     def _drop_repr(self) -> str:
         text = f", p={self.p}"
@@ -32,12 +33,7 @@ class _DropConnectMixin:
         if self.activation is not None:
             name = getattr(self.activation, "__name__", type(self.activation).__name__)
             text += f", activation={name}"
-        return text + ("" if self.seed is None else f", seed={self.seed}")
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["generator"] = None
-        return state
+        return text + self._seed_repr()
 
 
 class DropConnectLinear(_DropConnectMixin, nn.Linear):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from dropkit import functional as F
+from dropkit.functional.drop_path import check_drop_path_args
 from dropkit.nn._base import StochasticModule
 
 __all__ = ["DropPath", "StochasticDepth"]
@@ -15,35 +16,39 @@ class StochasticDepth(StochasticModule):
     (``"row"``) or once for the batch (``"batch"``), survivors scaled by ``1/(1-p)``; identity in
     eval mode. See :func:`dropkit.functional.stochastic_depth`. Shape ``(N, ...)`` -> same."""
 
-    def __init__(self, p: float, mode: str, **kwargs) -> None:
-        super().__init__(**kwargs)
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
-            raise ValueError(f"drop probability has to be between 0 and 1, but got {p}")
-        if mode not in ("batch", "row"):
-            raise ValueError(f"mode has to be either 'batch' or 'row', but got {mode}")
-        self.p = float(p)
+    def __init__(
+        self,
+        p: float,
+        mode: str,
+        *,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(generator=generator, seed=seed)
+        self.p = check_drop_path_args(p, "p", "StochasticDepth", mode)
         self.mode = mode
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return F.stochastic_depth(input, self.p, self.mode, self.training, **self._random_kwargs())
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(p={self.p}, mode={self.mode}{self._seed_repr()})"
+        return f"{self._get_name()}(p={self.p}, mode={self.mode}{self._seed_repr()})"
 
 
 class DropPath(StochasticModule):
     """timm's ``DropPath(drop_prob=0., scale_by_keep=True)``: per-sample drop-path; identity in
     eval mode. See :func:`dropkit.functional.drop_path`. Shape ``(N, ...)`` -> same."""
 
-    def __init__(self, drop_prob: float = 0.0, scale_by_keep: bool = True, **kwargs) -> None:
-        super().__init__(**kwargs)
-        if (
-            isinstance(drop_prob, bool)
-            or not isinstance(drop_prob, (int, float))
-            or not 0.0 <= drop_prob <= 1.0
-        ):
-            raise ValueError(f"drop_prob has to be between 0 and 1, but got {drop_prob}")
-        self.drop_prob = float(drop_prob)
+    def __init__(
+        self,
+        drop_prob: float = 0.0,
+        scale_by_keep: bool = True,
+        *,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(generator=generator, seed=seed)
+        self.drop_prob = check_drop_path_args(drop_prob, "drop_prob", "DropPath")
         self.scale_by_keep = bool(scale_by_keep)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

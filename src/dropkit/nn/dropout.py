@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 
 from dropkit import functional as F
-from dropkit.nn._base import DropoutBase
+from dropkit.nn._base import DropoutBase, StochasticModule
+from dropkit.ops.checks import check_probability
 
-__all__ = ["Dropout"]
+__all__ = ["BiasDropoutAdd", "Dropout"]
 
 
 class Dropout(DropoutBase):
@@ -26,3 +27,29 @@ class Dropout(DropoutBase):
         return F.dropout(
             input, self.p, self.training, self.inplace, mode=self.mode, **self._random_kwargs()
         )
+
+
+class BiasDropoutAdd(StochasticModule):
+    r"""``residual + dropout(x + bias)`` in one pass (:func:`dropkit.functional.bias_dropout_add`,
+    Megatron-LM's fused bias-dropout-add). ``forward(x, bias, residual)``; evaluation gives
+    ``residual + x + bias``. Only the inverted mode exists (the residual stream is not rescaled).
+
+    Shape: ``x`` and ``residual`` ``(*, H)``, ``bias`` broadcastable to ``x`` (usually ``(H,)``).
+    """
+
+    def __init__(
+        self,
+        p: float = 0.5,
+        *,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(generator=generator, seed=seed)
+        self.p = check_probability(p, op="BiasDropoutAdd")
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return F.bias_dropout_add(x, bias, residual, self.p, self.training,
+                                  **self._random_kwargs())  # fmt: skip
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}{self._seed_repr()}"

@@ -6,12 +6,13 @@ import torch
 from torch import nn
 
 from dropkit import functional as F
-from dropkit.functional._checks import check_probability
+from dropkit.nn._base import RandomMixin
+from dropkit.ops.checks import check_probability
 
 __all__ = ["EmbeddingDropout"]
 
 
-class EmbeddingDropout(nn.Embedding):
+class EmbeddingDropout(RandomMixin, nn.Embedding):
     """``nn.Embedding`` with word dropout (:func:`dropkit.functional.embedding_dropout`).
 
     ``EmbeddingDropout.from_embedding(embedding, p)`` keeps the weight, ``padding_idx``,
@@ -22,10 +23,8 @@ class EmbeddingDropout(nn.Embedding):
                  generator: torch.Generator | None = None, seed: int | None = None,
                  **kwargs) -> None:  # fmt: skip
         super().__init__(num_embeddings, embedding_dim, *args, **kwargs)
-        self.p = check_probability(p)
-        if generator is not None and seed is not None:
-            raise ValueError("pass either seed or generator, not both")
-        self.generator, self.seed = generator, seed
+        self.p = check_probability(p, op="EmbeddingDropout")
+        self._init_random(generator, seed)
 
     @classmethod
     def from_embedding(cls, embedding: nn.Embedding, p: float = 0.1, **kwargs) -> EmbeddingDropout:
@@ -49,9 +48,4 @@ class EmbeddingDropout(nn.Embedding):
         )  # fmt: skip
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, p={self.p}"
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["generator"] = None
-        return state
+        return f"{super().extra_repr()}, p={self.p}{self._seed_repr()}"

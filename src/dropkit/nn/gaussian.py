@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from dropkit import functional as F
+from dropkit.functional.gaussian import check_gaussian_p
 from dropkit.nn._base import StochasticModule
 
 __all__ = ["GaussianDropout"]
@@ -26,9 +27,7 @@ class GaussianDropout(StochasticModule):
         seed: int | None = None,
     ) -> None:
         super().__init__(generator=generator, seed=seed)
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-            raise ValueError(f"gaussian dropout probability p must be in [0, 1), got {p!r}")
-        self.p = float(p)
+        self.p = check_gaussian_p(p)
         self.inplace = bool(inplace)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,9 @@ from torch import nn
 
 from dropkit import _state, rng
 from dropkit import functional as F
-from dropkit.functional._checks import check_probability
 from dropkit.nn._base import StochasticModule
+from dropkit.ops import resolve_stream
+from dropkit.ops.checks import check_int, check_probability
 
 __all__ = ["FractalDropPath", "JoinDrop"]
 
@@ -36,24 +37,29 @@ class FractalDropPath(StochasticModule):
         p: float = 0.15,
         global_fraction: float = 0.5,
         eval_column: int | None = None,
-        **kwargs,
+        *,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
     ) -> None:
-        super().__init__(**kwargs)
-        if isinstance(num_columns, bool) or not isinstance(num_columns, int) or num_columns < 1:
-            raise ValueError(f"num_columns must be an integer >= 1, got {num_columns!r}")
-        self.num_columns = num_columns
-        self.p = check_probability(p)
-        self.global_fraction = check_probability(global_fraction, "global_fraction")
-        if eval_column is not None and not 0 <= eval_column < num_columns:
-            raise ValueError(f"eval_column must be in [0, {num_columns - 1}], got {eval_column!r}")
+        super().__init__(generator=generator, seed=seed)
+        op = "FractalDropPath"
+        self.num_columns = check_int(num_columns, "num_columns", op=op, minimum=1)
+        self.p = check_probability(p, op=op)
+        self.global_fraction = check_probability(
+            global_fraction, "global_fraction", op=op, what="global_fraction"
+        )
+        if eval_column is not None and not (
+            check_int(eval_column, "eval_column", op=op, minimum=0) < num_columns
+        ):
+            raise ValueError(
+                f"{op}: eval_column must be in [0, {num_columns - 1}], got {eval_column!r}"
+            )
         self.eval_column = eval_column
         self.mode = "local"
         self.column: int | None = None
 
     def sample(self) -> None:
         """Draw this batch's mode and (for a global batch) its column."""
-        from dropkit.functional._checks import resolve_stream
-
         anchor = torch.empty(0)
         seed_t, offset = resolve_stream(anchor, self.generator, self.seed, 0, 2)
         words = rng.stream_words(2, int(seed_t), offset)
@@ -120,6 +126,12 @@ class JoinDrop(nn.Module):
                 return branches[self.columns.index(policy.column)]
             return torch.stack(list(branches)).mean(0)
         return F.drop_branches(branches, policy.p, True, **policy._random_kwargs())
+
+    def _get_name(self) -> str:
+        return f"dropkit.{type(self).__name__}"
+
+    def __prepare_scriptable__(self):
+        return self.policy.__prepare_scriptable__()
 
     def extra_repr(self) -> str:
         return f"columns={self.columns}"
