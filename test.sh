@@ -5,14 +5,19 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 # What the tests need; add an extra here (and in pyproject.toml) when tests need more.
-EXTRAS=experiments,dev
+EXTRAS=experiments,dev,docs
 # shellcheck source=tools/bootstrap.sh
 source tools/bootstrap.sh
 dropkit_bootstrap "$EXTRAS"
 bin="${DROPKIT_VENV:-$PWD/.venv}/bin"
+# The peers that tests/compat and benchmarks/family.py compare against. Their dropout-family ops are
+# plain Python files the tests load directly, so none of their dependencies is needed (--no-deps).
+if ! "$bin/python" -m pip show --quiet timm torchvision >/dev/null 2>&1; then
+    "$bin/python" -m pip install --quiet --no-deps "timm==1.0.31" "torchvision==0.28.0"
+fi
 status=0
-"$bin/ruff" check src tests benchmarks || status=1
-"$bin/ruff" format --check src tests benchmarks || status=1
+"$bin/ruff" check src tests benchmarks tools docs || status=1
+"$bin/ruff" format --check src tests benchmarks tools docs || status=1
 # pytest exits 5 when it collected no test: a failure here too.
 "$bin/python" -m pytest -q "$@" || status=1
 exit "$status"

@@ -111,3 +111,56 @@ def test_p_zero_and_already_converted_layers():
     assert out[0].mode == "inverted" and torch.equal(out[1].weight, weight)
     again = dropkit.convert(out)  # nothing classic left: unchanged
     assert torch.equal(again[1].weight, weight)
+
+
+def _shared_net(p1, p2):
+    torch.manual_seed(0)
+    shared = torch.nn.Linear(6, 6)
+    return torch.nn.Sequential(
+        dnn.Dropout(p1, mode="classic"), shared, torch.nn.ReLU(),
+        dnn.Dropout(p2, mode="classic"), shared,
+    ).double().eval()  # fmt: skip
+
+
+def test_a_shared_layer_fed_by_equal_dropouts_is_scaled_once():
+    net = _shared_net(0.5, 0.5)
+    x = torch.randn(5, 6, dtype=torch.float64)
+    converted = dropkit.convert(net)
+    assert torch.allclose(converted(x), net(x), rtol=1e-13, atol=1e-13)
+    assert torch.allclose(converted[1].weight, net[1].weight * 0.5)
+    back = dropkit.convert(converted, to="classic")
+    assert torch.allclose(back(x), net(x), rtol=1e-13, atol=1e-13)
+
+
+def test_a_shared_layer_fed_by_different_rates_or_used_elsewhere_is_refused_untouched():
+    net = _shared_net(0.5, 0.3)
+    weight = net[1].weight.clone()
+    with pytest.raises(ValueError, match=r"Linear at 1, 4 is used in 2 place\(s\)"):
+        dropkit.convert(net, inplace=True)
+    assert torch.equal(net[1].weight, weight) and net[0].mode == "classic"
+
+    class Head(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Sequential(dnn.Dropout(0.5, mode="classic"), torch.nn.Linear(3, 3))
+            self.head = self.body[1]
+
+    with pytest.raises(ValueError, match="1 of them fed by dropouts to convert"):
+        dropkit.convert(Head())
+
+
+def test_a_sequential_used_twice_is_converted_once():
+    torch.manual_seed(0)
+    block = torch.nn.Sequential(dnn.Dropout(0.4, mode="classic"), torch.nn.Linear(4, 4)).double()
+
+    class Twice(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.first, self.second = block, block
+
+        def forward(self, x):
+            return self.second(self.first(x))
+
+    model = Twice().eval()
+    x = torch.randn(3, 4, dtype=torch.float64)
+    assert torch.allclose(dropkit.convert(model)(x), model(x), rtol=1e-13, atol=1e-13)

@@ -225,7 +225,7 @@ def test_bad_arguments():
         mc.mc_predict(net, x, 2, max_rows=0)
     with pytest.raises(TypeError, match="prefix"):
         mc.mc_predict(net, x, 2, prefix=3)
-    with pytest.raises(ValueError, match=r"logits \(B, C\)"):
+    with pytest.raises(ValueError, match=r"logits of shape \(B, C\)"):
         mc.mc_predict(torch.nn.Sequential(dnn.Dropout(0.1)), torch.ones(3), 2)
 
 
@@ -269,3 +269,146 @@ def test_torch_dropout_modules_are_sampled_and_restored():
     x = torch.randn(2, 4)
     result = mc.mc_predict(net.eval(), x, 8)
     assert (result.variance > 0).any() and not net[1].training
+
+
+def test_stochastic_torch_dropout_modules_stay_in_eval_mode_and_other_threads_see_identity():
+    import threading
+
+    model = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Dropout2d(0.5)).eval()
+    x = torch.ones(4, 3, 5, 5)
+    seen = []
+    with mc.stochastic(model):
+        assert not any(m.training for m in model.modules())  # no shared mode switched
+        assert (model(x) == 0).any()
+        worker = threading.Thread(target=lambda: seen.append(torch.equal(model(x), x)))
+        worker.start()
+        worker.join()
+    assert seen == [True]
+    assert torch.equal(model(x), x)  # hooks removed
+
+
+def test_stochastic_is_scoped_to_the_calling_thread():
+    """A thread evaluating in eval mode stays deterministic while another runs mc_predict."""
+    import threading
+
+    net = make_net().eval()
+    x = torch.randn(3, 6, dtype=torch.float64)
+    reference = net(x).detach()
+    stop = threading.Event()
+    differing = []
+
+    def evaluator():
+        for _ in range(200):
+            differing.append(not torch.equal(net(x), reference))
+        stop.set()
+
+    thread = threading.Thread(target=evaluator)
+    thread.start()
+    runs = 0
+    while not stop.is_set() or runs == 0:
+        mc.mc_predict(net, x, samples=8, seed=runs, batch_replicas=False)
+        runs += 1
+    thread.join()
+    assert len(differing) == 200 and sum(differing) == 0
+    assert runs > 0 and _state.stochastic_inference_depth() == 0
+
+
+def test_sample_stream_is_scoped_to_the_calling_thread():
+    import threading
+
+    stream = _state.SampleStream(5)
+    previous = _state.set_sample_stream(stream)
+    try:
+        seen = []
+        worker = threading.Thread(target=lambda: seen.append(_state.sample_stream()))
+        worker.start()
+        worker.join()
+        assert seen == [None] and _state.sample_stream() is stream
+    finally:
+        _state.set_sample_stream(previous)
+
+
+def test_compiled_op_recompiles_when_stochastic_inference_is_switched():
+    def f(x):
+        return F.dropout(x, 0.5, False)
+
+    compiled = torch.compile(f, fullgraph=True, backend="eager")
+    x = torch.ones(64)
+    assert torch.equal(compiled(x), x)
+    with mc.stochastic():
+        assert (compiled(x) == 0).any()
+    assert torch.equal(compiled(x), x)
+
+
+@pytest.mark.parametrize("bad", ["x", 3, torch.ones(2)])
+def test_stochastic_refuses_what_is_not_a_module(bad):
+    expected = "stochastic\\(\\) takes the model \\(an nn.Module\\)"
+    with pytest.raises(TypeError, match=expected), mc.stochastic(bad):
+        pass
+    assert _state.stochastic_inference_depth() == 0
+
+
+@pytest.mark.parametrize("seed", [1.7, 2.0, True, torch.tensor(True), torch.tensor(1.5), "3"])
+def test_mc_predict_refuses_non_integer_seeds(seed):
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        mc.mc_predict(make_net(), torch.randn(2, 6, dtype=torch.float64), 2, seed=seed)
+
+
+@pytest.mark.parametrize("seed", [2**64, -(2**63) - 1, 2**70])
+def test_mc_predict_refuses_seeds_outside_64_bits(seed):
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[-2\*\*63, 2\*\*64\), got"):
+        mc.mc_predict(make_net(), torch.randn(2, 6, dtype=torch.float64), 2, seed=seed)
+
+
+def test_mc_predict_takes_numpy_and_tensor_integer_seeds():
+    import numpy as np
+
+    net, x = make_net(), torch.randn(2, 6, dtype=torch.float64)
+    a = mc.mc_predict(net, x, 3, seed=np.int64(9))
+    b = mc.mc_predict(net, x, 3, seed=torch.tensor(9))
+    c = mc.mc_predict(net, x, 3, seed=9 + 2**64 - 2**64)
+    assert torch.equal(a.mean, b.mean) and torch.equal(a.mean, c.mean)
+
+
+def test_mc_predict_explains_a_one_dimensional_output():
+    model = torch.nn.Sequential(torch.nn.Linear(6, 1), dnn.Dropout(0.2), torch.nn.Flatten(0))
+    with pytest.raises(ValueError) as error:
+        mc.mc_predict(model.double(), torch.randn(15, 6, dtype=torch.float64), 2,
+                      batch_replicas=False)  # fmt: skip
+    message = str(error.value)
+    assert "shape (B, C)" in message and "got shape (15,)" in message
+    assert "torch.stack([torch.zeros_like(z), z], dim=1)" in message
+
+
+def test_mc_predict_explains_rows_that_do_not_match_the_batch():
+    class Pooled(torch.nn.Module):
+        def forward(self, x):
+            return F.dropout(x, 0.1, self.training).sum(0, keepdim=True)
+
+    with pytest.raises(ValueError, match="must keep dim 0 as the batch"):
+        mc.mc_predict(Pooled(), torch.randn(5, 3), 2)
+
+
+def test_stochastic_is_scoped_to_the_asyncio_task():
+    import asyncio
+
+    x = torch.ones(256)
+
+    async def sampling(ready: asyncio.Event, done: asyncio.Event):
+        with mc.stochastic():
+            ready.set()
+            await done.wait()  # the other task runs while this one is inside the block
+            return bool((F.dropout(x, 0.5, False) == 0).any())
+
+    async def evaluating(ready: asyncio.Event, done: asyncio.Event):
+        await ready.wait()
+        result = torch.equal(F.dropout(x, 0.5, False), x)
+        done.set()
+        return result
+
+    async def main():
+        ready, done = asyncio.Event(), asyncio.Event()
+        return await asyncio.gather(sampling(ready, done), evaluating(ready, done))
+
+    assert asyncio.run(main()) == [True, True]
+    assert _state.stochastic_inference_depth() == 0

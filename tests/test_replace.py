@@ -87,3 +87,14 @@ def test_refusals_leave_the_model_whole():
         dropkit.replace_dropout(torch_model(), mode="scaled")
     with pytest.raises(TypeError, match="model must be an nn.Module"):
         dropkit.replace_dropout([torch.nn.Dropout()])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_bare_dropout_module_is_returned_replaced(name):
+    original = getattr(torch.nn, name)(0.25).eval()
+    replaced = dropkit.replace_dropout(original)
+    assert type(replaced) is getattr(dnn, name)
+    assert replaced.p == 0.25 and not replaced.training
+    assert type(original) is getattr(torch.nn, name)  # the argument is left as it was
+    back = dropkit.replace_dropout(replaced, to="torch")
+    assert type(back) is getattr(torch.nn, name) and back.p == 0.25

@@ -180,3 +180,24 @@ def test_stream_words_at_matches_stream():
     idx = torch.tensor([[0, 5, 1023], [7, 7, 3]])
     words = rng.stream_words(1024, seed=4, offset=9)
     assert torch.equal(rng.stream_words_at(idx, 4, 9), words[idx])
+
+
+@pytest.mark.parametrize("seed", [2**64, 2**70, -(2**63) - 1, -(2**80)])
+def test_split_seed_refuses_seeds_outside_64_bits(seed):
+    with pytest.raises(ValueError) as error:
+        rng.split_seed(seed)
+    assert str(seed) in str(error.value) and "[-2**63, 2**64)" in str(error.value)
+
+
+@pytest.mark.parametrize("seed", [1.0, 1.7, True, np.bool_(True), "5", torch.tensor(True),
+                                  torch.tensor(2.0), torch.tensor([1, 2])])  # fmt: skip
+def test_split_seed_refuses_non_integers(seed):
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        rng.split_seed(seed)
+
+
+def test_split_seed_takes_the_whole_64_bit_range_and_integer_types():
+    assert rng.split_seed(2**64 - 1) == rng.split_seed(-1) == (MASK, MASK)
+    assert rng.split_seed(-(2**63)) == rng.split_seed(2**63) == (0, 1 << 31)
+    assert rng.split_seed(np.int64(7)) == rng.split_seed(torch.tensor(7)) == (7, 0)
+    assert rng.check_seed(np.uint64(2**64 - 1)) == 2**64 - 1

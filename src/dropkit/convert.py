@@ -79,14 +79,20 @@ def convert(model: nn.Module, to: str = "inverted", *, inplace: bool = False) ->
     nested = {id(child) for m in model.modules() if isinstance(m, nn.Sequential) for child in m}
     roots = [m for m in model.modules() if isinstance(m, nn.Sequential) and id(m) not in nested]
 
-    plan: list[tuple[nn.Module, nn.Module | None]] = []  # (dropout, layer whose weight scales)
+    paths: dict[int, list[str]] = {}  # every place each module is held (shared ones: several)
+    for name, module in model.named_modules(remove_duplicate=False):
+        paths.setdefault(id(module), []).append(name or "<model>")
+
+    # (dropout, layer whose weight scales, how many places hold the Sequential it was found in)
+    plan: list[tuple[nn.Module, nn.Module | None, int]] = []
     for root in roots:
+        uses = len(paths[id(root)])
         layers = _flatten(root)
         for index, layer in enumerate(layers):
             if not isinstance(layer, DropoutBase) or layer.mode != source:
                 continue
             if layer.p == 0.0:
-                plan.append((layer, None))  # both modes are the identity
+                plan.append((layer, None, uses))  # both modes are the identity
                 continue
             if layer.p == 1.0:
                 raise ValueError(f"{layer!r} cannot be converted: its keep factor 1 - p is 0")
@@ -106,8 +112,8 @@ def convert(model: nn.Module, to: str = "inverted", *, inplace: bool = False) ->
                 raise ValueError(
                     f"{layer!r} is not followed by a Linear/Conv layer in its Sequential"
                 )
-            plan.append((layer, target))
-    planned = {id(layer) for layer, _ in plan}
+            plan.append((layer, target, uses))
+    planned = {id(layer) for layer, _, _ in plan}
     left = [
         m
         for m in model.modules()
@@ -118,10 +124,42 @@ def convert(model: nn.Module, to: str = "inverted", *, inplace: bool = False) ->
             f"{len(left)} {source} dropout layer(s) are not inside an nn.Sequential; "
             "convert them by hand (scale the weight of the layer they feed by 1 - p)"
         )
+    targets = _scaled_once(plan, paths)
     with torch.no_grad():
-        for layer, target in plan:
-            if target is not None:
-                factor = 1.0 - layer.p if to == "inverted" else 1.0 / (1.0 - layer.p)
-                target.weight.mul_(factor)
+        for layer, target in targets:
+            factor = 1.0 - layer.p if to == "inverted" else 1.0 / (1.0 - layer.p)
+            target.weight.mul_(factor)
+        for layer, _, _ in plan:
             layer.mode = to
     return model
+
+
+def _scaled_once(
+    plan: list[tuple[nn.Module, nn.Module | None, int]], paths: dict[int, list[str]]
+) -> list[tuple[nn.Module, nn.Module]]:
+    """Each layer whose weight scales, once, with a dropout that feeds it.
+
+    A layer held in several places of the model (a Linear shared by two branches, a Sequential
+    used twice) is scaled once, and only when every place that holds it is fed by a dropout being
+    converted, all with the same ``p``; otherwise scaling would change its other uses, so this
+    raises ``ValueError``. (Uses inside a custom ``forward`` that calls one attribute twice cannot
+    be seen; such a layer counts as used once.)"""
+    feeders: dict[int, list[nn.Module]] = {}
+    targets: dict[int, nn.Module] = {}
+    for layer, target, uses in plan:
+        if target is not None:
+            feeders.setdefault(id(target), []).extend([layer] * uses)
+            targets[id(target)] = target
+    result = []
+    for key, target in targets.items():
+        layers, where = feeders[key], paths[key]
+        rates = sorted({layer.p for layer in layers})
+        if len(layers) != len(where) or len(rates) != 1:
+            raise ValueError(
+                f"{type(target).__name__} at {', '.join(where)} is used in {len(where)} place(s), "
+                f"{len(layers)} of them fed by dropouts to convert (p = "
+                f"{', '.join(str(r) for r in rates)}): scaling its weight once cannot keep every "
+                "use's eval output; give each use its own layer (copy.deepcopy) or convert by hand"
+            )
+        result.append((layers[0], target))
+    return result

@@ -3,9 +3,10 @@
 :func:`stochastic` switches every dropkit stochastic op on at inference — modules and functional
 calls alike, drop-path, DropBlock and DropConnect included, because every op asks
 ``dropkit._state.is_stochastic`` — while the model stays in eval mode (BatchNorm keeps using its
-running statistics and does not update them; ``model.train()`` is never called). torch's own
-dropout *modules* can be switched too (pass the model); torch's *functional* dropout cannot be
-switched from outside: convert such models with :func:`dropkit.replace_dropout`.
+running statistics and does not update them; ``model.train()`` is never called). The switch holds
+in the calling thread/asyncio context only. torch's own dropout *modules* can be switched too
+(pass the model); torch's *functional* dropout cannot be switched from outside: convert such
+models with :func:`dropkit.replace_dropout`.
 
 :func:`mc_predict` runs ``T`` stochastic passes and returns the predictive mean, predictive
 entropy, mutual information (BALD) and variance with streaming estimators (running sums merged
@@ -44,32 +45,56 @@ from dropkit import _state, rng
 
 __all__ = ["MCPrediction", "batch_wide_modules", "mc_predict", "stochastic"]
 
-_TORCH_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-                  nn.FeatureAlphaDropout)  # fmt: skip
+_TORCH_FUNCTIONAL = {
+    nn.Dropout: nn.functional.dropout,
+    nn.Dropout1d: nn.functional.dropout1d,
+    nn.Dropout2d: nn.functional.dropout2d,
+    nn.Dropout3d: nn.functional.dropout3d,
+    nn.AlphaDropout: nn.functional.alpha_dropout,
+    nn.FeatureAlphaDropout: nn.functional.feature_alpha_dropout,
+}
+
+
+def _sample_torch_dropout(module: nn.Module, args: tuple, output: object) -> object:
+    """Forward hook on a torch dropout module: inside a :func:`stochastic` block of the calling
+    thread/context, replace its eval-mode output (the input) by a sample; elsewhere do nothing."""
+    if module.training or not _state.is_stochastic(False):
+        return None
+    return _TORCH_FUNCTIONAL[type(module)](args[0], module.p, True, False)
 
 
 @contextlib.contextmanager
 def stochastic(model: nn.Module | None = None) -> Iterator[None]:
     """Sample every dropkit stochastic op at inference inside the ``with`` block.
 
-    Nests and is exception safe. Module modes are not touched, except that with ``model``
-    torch's own dropout modules inside it are put in training mode for the block (and back in
-    eval mode after); torch's *functional* dropout (``torch.nn.functional.dropout(x, training=
+    Nests and is exception safe. Scope: the calling thread (or asyncio task) only — the switch is
+    a context variable (:mod:`dropkit._state`), so other threads keep evaluating deterministically
+    while one runs Monte-Carlo inference, and a thread started inside the block does not inherit
+    it. Module modes are not touched. With ``model``, torch's own dropout modules inside it
+    (``nn.Dropout``, ``Dropout1d..3d``, ``AlphaDropout``, ``FeatureAlphaDropout``, exactly those
+    types) sample too: a forward hook, active in the calling thread/context only, replaces their
+    eval-mode output by torch's functional dropout in training mode (from torch's generator; not
+    in place). torch's *functional* dropout (``torch.nn.functional.dropout(x, training=
     self.training)``) cannot be switched from outside — use :func:`dropkit.replace_dropout` or
-    dropkit's functional ops.
+    dropkit's functional ops. Under ``torch.compile`` the switch is process-wide (see
+    :mod:`dropkit._state`).
     """
-    switched = []
+    if model is not None and not isinstance(model, nn.Module):
+        raise TypeError(
+            f"stochastic() takes the model (an nn.Module) whose torch dropout modules should "
+            f"sample too, or nothing; got {type(model).__name__} {model!r}"
+        )
+    handles = []
     if model is not None:
-        switched = [m for m in model.modules() if isinstance(m, _TORCH_DROPOUT) and not m.training]
-    for module in switched:
-        module.train()
+        handles = [m.register_forward_hook(_sample_torch_dropout) for m in model.modules()
+                   if type(m) in _TORCH_FUNCTIONAL]  # fmt: skip
     _state.enter_stochastic_inference()
     try:
         yield
     finally:
         _state.exit_stochastic_inference()
-        for module in switched:
-            module.eval()
+        for handle in handles:
+            handle.remove()
 
 
 @dataclass
@@ -97,18 +122,23 @@ def _entropy(p: torch.Tensor) -> torch.Tensor:
 def batch_wide_modules(model: nn.Module) -> list[str]:
     """Names of the modules of ``model`` that draw one random value for the whole batch."""
     from dropkit import nn as dnn
+    from dropkit.compat import timm as compat_timm
+    from dropkit.compat import torchvision as compat_tv
 
     checks = [
-        ("DropConnectLinear", lambda m: not m.per_sample),
-        ("DropConnectConv2d", lambda m: not m.per_sample),
-        ("StochasticDepth", lambda m: m.mode == "batch"),
-        ("DropBlock2d", lambda m: getattr(m, "normalize", "sample") == "batch"),
-        ("EmbeddingDropout", lambda m: True),
+        (getattr(dnn, "DropConnectLinear", None), lambda m: not m.per_sample),
+        (getattr(dnn, "DropConnectConv2d", None), lambda m: not m.per_sample),
+        (getattr(dnn, "StochasticDepth", None), lambda m: m.mode == "batch"),
+        (getattr(dnn, "DropBlock2d", None), lambda m: getattr(m, "normalize", "sample") == "batch"),
+        (getattr(dnn, "EmbeddingDropout", None), lambda m: True),
+        # the peers' DropBlocks normalise over the batch (timm: unless with noise or unscaled)
+        (compat_tv.DropBlock2d, lambda m: True),
+        (compat_tv.StochasticDepth, lambda m: m.mode == "batch"),
+        (compat_timm.DropBlock2d, lambda m: m.scale_by_keep and not m.with_noise),
     ]
     found = []
     for name, module in model.named_modules():
-        for cls_name, predicate in checks:
-            cls = getattr(dnn, cls_name, None)
+        for cls, predicate in checks:
             if cls is not None and isinstance(module, cls) and predicate(module):
                 found.append(name or type(module).__name__)
                 break
@@ -120,7 +150,7 @@ def _is_stochastic_module(module: nn.Module) -> bool:
     from dropkit.nn._base import StochasticModule
 
     # DropConnect and embedding dropout subclass torch layers, not StochasticModule.
-    classes = [StochasticModule, *_TORCH_DROPOUT]
+    classes = [StochasticModule, *_TORCH_FUNCTIONAL]
     classes += [getattr(dnn, n) for n in ("DropConnectLinear", "DropConnectConv2d",
                                           "EmbeddingDropout") if hasattr(dnn, n)]  # fmt: skip
     return any(isinstance(m, tuple(classes)) for m in module.modules())
@@ -193,8 +223,9 @@ def mc_predict(
         memory_budget: bytes one forward may use; the rows per forward are estimated from the
             widest activation of a first single-replica pass (an estimate, not a hard limit).
         max_rows: the largest batch one forward may see.
-        seed: the base seed of the sample stream (default: drawn from torch's default generator,
-            so ``mc_predict`` is reproducible under ``torch.manual_seed``). Pass ``t`` uses
+        seed: the base seed of the sample stream, an integer in ``[-2**63, 2**64)`` (default: drawn
+            from torch's default generator, so ``mc_predict`` is reproducible under
+            ``torch.manual_seed``); floats and bools are refused, not truncated. Pass ``t`` uses
             ``SampleStream(seed, replica=t)``: the same masks whether batched or looped.
         prefix: a deterministic front part run once on ``x`` (``model`` is then applied to its
             output, replicated); ``"auto"``: for an ``nn.Sequential``, the layers before its first
@@ -225,7 +256,7 @@ def mc_predict(
         raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
     if not (prefix is None or prefix == "auto" or callable(prefix)):
         raise TypeError(f"prefix must be a callable, None or 'auto', got {prefix!r}")
-    base_seed = rng.draw_seed() if seed is None else int(seed)
+    base_seed = rng.draw_seed() if seed is None else rng.check_seed(seed)
     was_training = model.training
     model.eval()
     try:
@@ -276,9 +307,31 @@ def _sample_stream(base_seed: int, replica: int, replicas: int) -> Iterator[None
 
 
 def _probs(logits: torch.Tensor, count: int, per_pass: int) -> torch.Tensor:
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ValueError(f"mc_predict needs a model returning logits (B, C), got {shape}")
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(
+            "mc_predict needs a model returning one tensor of class logits (B, C), got "
+            f"{type(logits).__name__}"
+        )
+    if logits.dim() != 2:
+        hint = (
+            " A 1-D output has no class dimension: for a binary classifier with one logit z per "
+            "sample return torch.stack([torch.zeros_like(z), z], dim=1) (softmax of [0, z] is "
+            "[1 - sigmoid(z), sigmoid(z)])."
+            if logits.dim() == 1
+            else ""
+        )
+        fed = f" (for {count} replicas of the batch of {per_pass} stacked along dim 0)"
+        raise ValueError(
+            "mc_predict needs a model returning class logits of shape (B, C) — one row per input "
+            "row, softmax-ed over dim 1 to class probabilities — got shape "
+            f"{tuple(logits.shape)}{fed if count > 1 else ''}.{hint}"
+        )
+    if logits.shape[0] != count * per_pass:
+        raise ValueError(
+            f"mc_predict fed {count * per_pass} rows ({count} replica(s) of {per_pass}) and got "
+            f"{logits.shape[0]} rows of logits back: the model must keep dim 0 as the batch (pass "
+            "batch_replicas=False for models that do not)"
+        )
     return torch.softmax(logits.double(), -1).reshape(count, per_pass, -1)
 
 

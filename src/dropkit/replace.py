@@ -39,7 +39,9 @@ def replace_dropout(
     ``ValueError`` (run ``dropkit.convert(model, to="inverted")`` first), as does a channels-last
     spatial dropout; a per-layer ``seed``/``generator`` is dropped (torch has none).
 
-    Returns ``model`` (changed in place), or a changed deep copy with ``inplace=False``.
+    Returns ``model`` (changed in place), or a changed deep copy with ``inplace=False``. A bare
+    dropout module (``replace_dropout(nn.Dropout(0.5))``) cannot change its own class: its
+    replacement is returned (whatever ``inplace``) and the argument is left as it was.
     """
     if to not in ("dropkit", "torch"):
         raise ValueError(f"to must be 'dropkit' or 'torch', got {to!r}")
@@ -47,31 +49,44 @@ def replace_dropout(
         raise ValueError(f"mode must be 'inverted' or 'classic', got {mode!r}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    model = model if inplace else copy.deepcopy(model)
     pairs = _pairs()
+    # A bare dropout module: the module cannot change its own class, so return its replacement.
+    root = _replacement(model, "<model>", to, mode, pairs)
+    if root is not None:
+        return root
+    model = model if inplace else copy.deepcopy(model)
     replacements = []
     for parent_name, parent in model.named_modules():
         for name, child in parent.named_children():
             full = f"{parent_name}.{name}" if parent_name else name
-            for torch_cls, dk_cls in pairs:
-                if to == "dropkit" and type(child) is torch_cls:
-                    extra = {"mode": mode} if _takes_mode(dk_cls) else {}
-                    new = dk_cls(child.p, child.inplace, **extra)
-                elif to == "torch" and type(child) is dk_cls:
-                    if getattr(child, "mode", "inverted") != "inverted":
-                        raise ValueError(
-                            f"{full}: torch has no classic dropout; run "
-                            "dropkit.convert(model, to='inverted') first"
-                        )
-                    if getattr(child, "channels_last", False):
-                        raise ValueError(f"{full}: torch has no channels-last {torch_cls.__name__}")
-                    new = torch_cls(child.p, child.inplace)
-                else:
-                    continue
-                new.train(child.training)
+            new = _replacement(child, full, to, mode, pairs)
+            if new is not None:
                 replacements.append((parent, name, new))
-                break
     # Swapped after the walk (and after every check passed) so a refusal leaves the model whole.
     for parent, name, new in replacements:
         setattr(parent, name, new)
     return model
+
+
+def _replacement(
+    module: nn.Module, where: str, to: str, mode: str, pairs: list[tuple[type, type]]
+) -> nn.Module | None:
+    """The module that replaces ``module`` (held at ``where``), or None when it stays."""
+    for torch_cls, dk_cls in pairs:
+        if to == "dropkit" and type(module) is torch_cls:
+            extra = {"mode": mode} if _takes_mode(dk_cls) else {}
+            new = dk_cls(module.p, module.inplace, **extra)
+        elif to == "torch" and type(module) is dk_cls:
+            if getattr(module, "mode", "inverted") != "inverted":
+                raise ValueError(
+                    f"{where}: torch has no classic dropout; run "
+                    "dropkit.convert(model, to='inverted') first"
+                )
+            if getattr(module, "channels_last", False):
+                raise ValueError(f"{where}: torch has no channels-last {torch_cls.__name__}")
+            new = torch_cls(module.p, module.inplace)
+        else:
+            continue
+        new.train(module.training)
+        return new
+    return None

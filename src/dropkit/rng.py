@@ -23,6 +23,7 @@ generator), so ``torch.manual_seed`` makes every dropkit op reproducible.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -45,6 +46,9 @@ __all__ = [
     "draw_seed",
     "draw_seed_tensor",
     "split_seed",
+    "check_seed",
+    "SEED_MIN",
+    "SEED_END",
 ]
 
 PHILOX_M0 = 0xD2511F53
@@ -57,9 +61,46 @@ _MASK32 = 0xFFFFFFFF
 _SEED_BITS = 64
 
 
+SEED_MIN = -(1 << 63)
+SEED_END = 1 << _SEED_BITS  # seeds lie in [SEED_MIN, SEED_END): int64 and uint64 values
+
+
+def check_seed(seed: int | np.integer | torch.Tensor, name: str = "seed") -> int:
+    """``seed`` as a Python int, after checking that it is an integer in ``[-2**63, 2**64)``.
+
+    Accepts Python and NumPy integers and one-element integer tensors; refuses bools (and bool
+    tensors), floats (no truncation) and values outside the 64-bit range (no wrapping). A negative
+    seed ``s`` and ``s + 2**64`` are the same 64-bit pattern and give the same stream.
+    """
+    if isinstance(seed, torch.Tensor):
+        if (
+            seed.numel() != 1
+            or seed.dtype == torch.bool
+            or seed.is_floating_point()
+            or seed.is_complex()
+        ):
+            raise TypeError(
+                f"{name} must be an integer or a one-element integer tensor, got a {seed.dtype} "
+                f"tensor of shape {tuple(seed.shape)}"
+            )
+        value = int(seed.item())
+    elif isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise TypeError(
+            f"{name} must be an integer in [-2**63, 2**64), got {type(seed).__name__} {seed!r}"
+        )
+    else:
+        value = int(seed)
+    if not SEED_MIN <= value < SEED_END:
+        raise ValueError(f"{name} must be an integer in [-2**63, 2**64), got {value}")
+    return value
+
+
 def split_seed(seed: int) -> tuple[int, int]:
-    """Return the Philox key ``(k0, k1)`` of a 64-bit seed (negative int64 seeds wrap mod 2**64)."""
-    seed = int(seed) % (1 << _SEED_BITS)
+    """Return the Philox key ``(k0, k1)`` of a 64-bit seed (negative int64 seeds wrap mod 2**64).
+
+    ``seed`` must be an integer in ``[-2**63, 2**64)`` (:func:`check_seed`); anything else raises.
+    """
+    seed = check_seed(seed) % SEED_END
     return seed & _MASK32, seed >> 32
 
 
