@@ -1,4 +1,8 @@
+import importlib.metadata
+import importlib.util
 import os
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -43,3 +47,64 @@ def _restore_torch_state():
     yield
     torch.set_rng_state(state)
     torch.set_num_threads(threads)
+
+
+# -- The peers: timm's and torchvision's dropout-family layers ------------------------------------
+# ``import timm`` / ``import torchvision`` fail where torchvision's compiled extension does not
+# match the installed torch (PyPI's torchvision wheel beside torch's CPU build: "operator
+# torchvision::nms does not exist"). The layers compared against are plain Python, so the
+# installed, unmodified files timm/layers/drop.py, torchvision/ops/drop_block.py and
+# torchvision/ops/stochastic_depth.py are loaded directly, torchvision's relative
+# ``from ..utils import _log_api_usage_once`` given a stand-in package.
+
+
+def _file(distribution: str, relative: str) -> Path:
+    try:
+        dist = importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip(f"{distribution} is not installed (pip install --no-deps {distribution})")
+    return Path(dist.locate_file(relative))
+
+
+def _exec(name: str, path: Path, package: str | None = None) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    if package is not None:
+        module.__package__ = package
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def timm_layers() -> types.ModuleType:
+    """``timm.layers.drop`` (the installed file)."""
+    if "_peer_timm_drop" in sys.modules:
+        return sys.modules["_peer_timm_drop"]
+    return _exec("_peer_timm_drop", _file("timm", "timm/layers/drop.py"))
+
+
+@pytest.fixture(scope="session")
+def tv_ops() -> types.SimpleNamespace:
+    """torchvision's ``drop_block2d/3d``, ``DropBlock2d/3d``, ``stochastic_depth``,
+    ``StochasticDepth`` (the installed files)."""
+    if "_peer_tv.ops.drop_block" not in sys.modules:
+        root = types.ModuleType("_peer_tv")
+        root.__path__ = []
+        ops = types.ModuleType("_peer_tv.ops")
+        ops.__path__ = []
+        utils = types.ModuleType("_peer_tv.utils")
+        utils._log_api_usage_once = lambda obj: None
+        sys.modules.update({"_peer_tv": root, "_peer_tv.ops": ops, "_peer_tv.utils": utils})
+        for stem in ("drop_block", "stochastic_depth"):
+            _exec(f"_peer_tv.ops.{stem}", _file("torchvision", f"torchvision/ops/{stem}.py"),
+                  "_peer_tv.ops")  # fmt: skip
+    block, depth = (
+        sys.modules["_peer_tv.ops.drop_block"],
+        sys.modules["_peer_tv.ops.stochastic_depth"],
+    )
+    return types.SimpleNamespace(
+        drop_block2d=block.drop_block2d, drop_block3d=block.drop_block3d,
+        DropBlock2d=block.DropBlock2d, DropBlock3d=block.DropBlock3d,
+        stochastic_depth=depth.stochastic_depth, StochasticDepth=depth.StochasticDepth,
+    )  # fmt: skip

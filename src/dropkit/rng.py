@@ -65,6 +65,22 @@ SEED_MIN = -(1 << 63)
 SEED_END = 1 << _SEED_BITS  # seeds lie in [SEED_MIN, SEED_END): int64 and uint64 values
 
 
+def check_seed_tensor(seed: torch.Tensor, name: str = "seed") -> torch.Tensor:
+    """``seed`` itself, after checking that it is a one-element integer (not bool) tensor; its value
+    is not read, so a traced seed stays in the graph."""
+    if (
+        seed.numel() != 1
+        or seed.dtype == torch.bool
+        or seed.is_floating_point()
+        or seed.is_complex()
+    ):
+        raise TypeError(
+            f"{name} must be an integer or a one-element integer tensor, got a {seed.dtype} "
+            f"tensor of shape {tuple(seed.shape)}"
+        )
+    return seed
+
+
 def check_seed(seed: int | np.integer | torch.Tensor, name: str = "seed") -> int:
     """``seed`` as a Python int, after checking that it is an integer in ``[-2**63, 2**64)``.
 
@@ -73,17 +89,7 @@ def check_seed(seed: int | np.integer | torch.Tensor, name: str = "seed") -> int
     seed ``s`` and ``s + 2**64`` are the same 64-bit pattern and give the same stream.
     """
     if isinstance(seed, torch.Tensor):
-        if (
-            seed.numel() != 1
-            or seed.dtype == torch.bool
-            or seed.is_floating_point()
-            or seed.is_complex()
-        ):
-            raise TypeError(
-                f"{name} must be an integer or a one-element integer tensor, got a {seed.dtype} "
-                f"tensor of shape {tuple(seed.shape)}"
-            )
-        value = int(seed.item())
+        value = int(check_seed_tensor(seed, name).item())
     elif isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
         raise TypeError(
             f"{name} must be an integer in [-2**63, 2**64), got {type(seed).__name__} {seed!r}"

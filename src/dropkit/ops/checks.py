@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
+from dropkit import rng
 from dropkit.kernels import MAX_STREAM_INDEX
 
 __all__ = [
@@ -34,7 +35,6 @@ __all__ = [
 #: The counter space of one seed: element ``i`` with offset ``o`` reads word ``i + o``, an int64.
 # A call may read stream indices below this bound (one rule, the backends' own).
 STREAM_END = MAX_STREAM_INDEX
-SEED_MIN, SEED_END = -(2**63), 2**64
 
 
 def _real(value, name: str, op: str) -> float:
@@ -175,27 +175,11 @@ def check_stream_end(offset: int, words: int) -> None:
 
 
 def check_seed(seed) -> int | torch.Tensor:
-    """A 64-bit seed: an integer in ``[-2**63, 2**64)`` (NumPy integers too) or a one-element
-    integer tensor (not bool: ``torch.tensor(True)`` is not seed 1); floats are refused."""
+    """A 64-bit seed (:func:`dropkit.rng.check_seed`); a one-element integer tensor is returned as
+    it is (its value is not read: a traced seed stays in the graph)."""
     if isinstance(seed, torch.Tensor):
-        if (
-            seed.numel() != 1
-            or seed.dtype == torch.bool
-            or seed.dtype.is_floating_point
-            or (seed.dtype.is_complex)
-        ):
-            raise TypeError(
-                f"seed must be an integer or a one-element integer tensor, got a {seed.dtype} "
-                f"tensor of shape {tuple(seed.shape)}"
-            )
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an integer in [-2**63, 2**64), got {type(seed).__name__} "
-                        f"{seed!r}")  # fmt: skip
-    seed = int(seed)
-    if not SEED_MIN <= seed < SEED_END:
-        raise ValueError(f"seed must be an integer in [-2**63, 2**64), got {seed}")
-    return seed
+        return rng.check_seed_tensor(seed)
+    return rng.check_seed(seed)
 
 
 def check_generator(generator) -> torch.Generator | None:
