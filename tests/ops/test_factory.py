@@ -5,16 +5,14 @@ the op."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from dropkit import ops, rng
-from dropkit.functional._common import keep_scale, passes_through
-from dropkit.kernels.reference import accumulation_dtype
-from dropkit.ops import MaskOp, overridable, resolve_stream
-from dropkit.ops.checks import check_floating, check_probability, check_tensor
-from dropkit.ops.masks import keep_multiplier
 
 T = rng.keep_threshold(0.4)
 
@@ -150,31 +148,19 @@ def test_schema_needs_a_seed():
         ops.StreamOp("no_seed_here", "Tensor x, int offset", lambda x, offset: x)
 
 
-# -- docs/design/ops.md's example, verbatim but for the op name -----------------------------------
-def _pairs(x, seed, offset, threshold, scale):
-    n, c = x.shape[0], x.shape[1]
-    acc = accumulation_dtype(x.dtype)
-    half = keep_multiplier([n, c // 2, 1], seed, offset, threshold, scale, acc, x.device)
-    m = half.expand(n, c // 2, 2).reshape(n, c, *[1] * (x.dim() - 2))
-    return m, None  # linear: the gradient is grad * m
-
-
-PAIRS = MaskOp("test_pairs", "int threshold, float scale", _pairs)
-
-
-@overridable
-def drop_channel_pairs(input, p=0.5, training=True, *, generator=None, seed=None, offset=0):
-    check_tensor(input, "drop_channel_pairs")
-    p = check_probability(p, op="drop_channel_pairs")
-    if passes_through(input, p, training):
-        return input
-    check_floating(input, "drop_channel_pairs")
-    words = input.shape[0] * (input.shape[1] // 2)
-    seed_t, offset = resolve_stream(input, generator, seed, offset, words)
-    return PAIRS(input, seed_t, offset, True, rng.keep_threshold(p), keep_scale(p, "inverted"))
+# -- docs/design/ops.md's example, run from the page itself (the op renamed) -----------------------
+def _docs_example() -> dict:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "design" / "ops.md").read_text()
+    code = re.search(r"```python exec=\"on\"[^\n]*\n(.*?)```", page, re.S).group(1)
+    assert 'MaskOp("pairs"' in code
+    namespace: dict = {}
+    exec(code.replace('MaskOp("pairs"', 'MaskOp("test_pairs"'), namespace)
+    return namespace
 
 
 def test_a_new_method_in_twenty_lines():
+    example = _docs_example()
+    drop_channel_pairs, PAIRS = example["drop_channel_pairs"], example["PAIRS"]
     x = torch.randn(3, 6, 4, 5, dtype=torch.float64, requires_grad=True)
     y = drop_channel_pairs(x, 0.5, seed=3)
     kept = (y != 0).any(-1).any(-1)  # (N, C)
