@@ -12,8 +12,9 @@
 # A stamp (.venv/.dropkit-stamp: pyproject.toml's hash, the extras, the torch pin) makes a re-run
 # with nothing changed skip pip altogether.
 # Environment: PYTHON (default python3), DROPKIT_VENV (default <clone>/.venv),
-# DROPKIT_TORCH_INDEX (default https://download.pytorch.org/whl/cpu), DROPKIT_PIP_INDEX (the
-# index pip is bootstrapped from, default https://pypi.org/simple).
+# DROPKIT_TORCH_INDEX (an extra index for torch, e.g. https://download.pytorch.org/whl/cpu, whose
+# 2.13.0+cpu pip prefers to PyPI's Linux build with CUDA; unset: pip's configured index alone),
+# DROPKIT_PIP_INDEX (the index pip is bootstrapped from, default https://pypi.org/simple).
 
 DROPKIT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DROPKIT_TORCH="torch==2.13.0"
@@ -69,21 +70,18 @@ PY
 }
 
 _dropkit_install_torch() {
-    local py="$1" index="${DROPKIT_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
+    local py="$1"
     if "$py" -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.13.0")' \
         2>/dev/null; then
         return
     fi
-    # The CPU index offers 2.13.0+cpu, which pip prefers to PyPI's 2.13.0 (a CUDA build on
-    # Linux). Asked only when it answers: an unreachable index would cost pip's long timeouts.
+    # Only the indexes pip is configured with, plus DROPKIT_TORCH_INDEX when the user names one:
+    # the set-up contacts nothing else.
     local extra=()
-    if "$py" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "/torch/", timeout=5)' \
-        "$index" 2>/dev/null; then
-        extra=(--extra-index-url "$index")
-    else
-        _say "$index does not answer; installing $DROPKIT_TORCH from the configured index"
+    if [ -n "${DROPKIT_TORCH_INDEX:-}" ]; then
+        extra=(--extra-index-url "$DROPKIT_TORCH_INDEX")
     fi
-    _say "installing $DROPKIT_TORCH (CPU build; about 200 MB, once)"
+    _say "installing $DROPKIT_TORCH (about 200 MB for the CPU build, once)"
     "$py" -m pip install --quiet "${extra[@]}" "$DROPKIT_TORCH"
 }
 
