@@ -2,7 +2,7 @@
 # The crash scenario of issue 12, on dropkit's C++ kernel cache: a partial rebuild, then later
 # processes. None may crash or change a result. Each process prints its exit code.
 #
-# Adapted from ../shared/repro/numba-cache-segfault/repro.sh, where numba's on-disk cache, after
+# Adapted from the numba-cache crash reproduction of issue 12, where numba's on-disk cache, after
 # a partial rebuild, made every later process die with SIGSEGV (rc=139). Here:
 #  P1 builds the library into a fresh cache folder;
 #  then the cache is left as an interrupted first compile or two processes compiling at once
