@@ -16,8 +16,8 @@ if ! "$bin/python" -m pip show --quiet timm torchvision >/dev/null 2>&1; then
     "$bin/python" -m pip install --quiet --no-deps "timm==1.0.31" "torchvision==0.28.0"
 fi
 status=0
-"$bin/ruff" check src tests benchmarks tools docs || status=1
-"$bin/ruff" format --check src tests benchmarks tools docs || status=1
+"$bin/ruff" check src tests benchmarks tools docs/scripts || status=1
+"$bin/ruff" format --check src tests benchmarks tools docs/scripts || status=1
 # pytest exits 5 when it collected no test: a failure here too.
 "$bin/python" -m pytest -q "$@" || status=1
 exit "$status"
