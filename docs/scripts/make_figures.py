@@ -581,6 +581,33 @@ def max_norm_fig() -> plt.Figure:
     return fig
 
 
+#: The test-error curves of the one run of ``dropkit run hinton2012-mnist --profile full``
+#: (extracted from its run files by ``docs/scripts/full_run_curves.py``).
+FULL_RUN = Path(__file__).resolve().parent.parent / "data" / "hinton2012-full.json"
+
+
+@figure("hinton_full")
+def hinton_full_fig() -> plt.Figure:
+    import json
+
+    run = json.loads(FULL_RUN.read_text())
+    fig, ax = plt.subplots(figsize=(8, 4.2), constrained_layout=True)
+    for i, (group, curve) in enumerate(run["curves"].items()):
+        epochs = [point[0] + 1 for point in curve]
+        errors = [point[1] for point in curve]
+        color = f"C{i}"
+        ax.plot(epochs, errors, color=color, label=f"{group} (measured)")
+        paper = run["paper"].get(group)
+        if paper is not None:
+            ax.axhline(paper, color=color, ls="--", lw=0.8, label=f"{group}: paper, 3000 epochs")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test errors out of 10,000")
+    ax.set_ylim(80, 260)
+    ax.legend(fontsize=7, ncol=2)
+    fig.suptitle(f"hinton2012-mnist, full profile: 60,000 images, {run['epochs']} epochs, one seed")
+    return fig
+
+
 def render(name: str) -> bytes:
     """The PNG bytes of figure ``name`` (a fixed seed: the same bytes on every build)."""
     torch.manual_seed(SEED)
