@@ -88,6 +88,8 @@ def check_seed(seed: int | np.integer | torch.Tensor, name: str = "seed") -> int
     tensors), floats (no truncation) and values outside the 64-bit range (no wrapping). A negative
     seed ``s`` and ``s + 2**64`` are the same 64-bit pattern and give the same stream.
     """
+    if type(seed) is int and SEED_MIN <= seed < SEED_END:  # the common case, without the ABC check
+        return seed
     if isinstance(seed, torch.Tensor):
         value = int(check_seed_tensor(seed, name).item())
     elif isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):

@@ -172,3 +172,43 @@ def test_a_new_method_in_twenty_lines():
     cl = x.detach().contiguous(memory_format=torch.channels_last)
     out = drop_channel_pairs(cl, 0.5, seed=3)
     assert out.is_contiguous(memory_format=torch.channels_last) and torch.equal(out, y.detach())
+
+
+class _Recorder(torch.overrides.TorchFunctionMode):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.seen.append(getattr(func, "__name__", func))
+        return func(*args, **(kwargs or {}))
+
+
+class _Tagged(torch.Tensor):
+    """A subclass whose __torch_function__ marks that it received the public call."""
+
+    calls: list = []
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if getattr(func, "__module__", "").startswith("dropkit.functional"):
+            cls.calls.append(func.__name__)
+        with torch._C.DisableTorchFunctionSubclass():
+            return func(*args, **(kwargs or {}))
+
+
+def test_public_functionals_reach_torch_function_modes_and_subclasses():
+    from dropkit import functional as F
+
+    x = torch.randn(4, 3, 5, 5)
+    with _Recorder() as mode:
+        F.dropout(x, 0.3, seed=1)
+        F.drop_branches([x, x], 0.3, seed=1)
+    assert mode.seen[:1] == ["dropout"] and "drop_branches" in mode.seen
+
+    _Tagged.calls.clear()
+    tagged = x.as_subclass(_Tagged)
+    F.dropout2d(tagged, 0.3, seed=1)  # the first argument
+    F.dropout(x, p=0.3, seed=torch.tensor(1).as_subclass(_Tagged))  # a keyword argument
+    F.drop_branches([x, tagged], 0.3, seed=1)  # inside a list
+    assert _Tagged.calls[:3] == ["dropout2d", "dropout", "drop_branches"]

@@ -13,7 +13,7 @@ from dropkit.ops.checks import check_choice, check_offset, check_probability, ch
 __all__ = ["drop_branches"]
 
 
-@overridable
+@overridable(sequences=True)
 def drop_branches(
     branches: Sequence[torch.Tensor],
     p: float = 0.15,

@@ -235,16 +235,28 @@ def _relevant(args, kwargs) -> tuple:
     return tuple(found)
 
 
-def overridable(fn: Callable) -> Callable:
+def overridable(fn: Callable | None = None, *, sequences: bool = False) -> Callable:
     """``fn`` made transparent to ``__torch_function__``, as torch's own functionals are: a
     ``torch.fx`` proxy (``symbolic_trace``), a tensor subclass or a torch-function mode among the
-    tensor arguments receives the call of the public function."""
+    tensor arguments receives the call of the public function. ``sequences``: ``fn`` takes lists
+    of tensors, whose elements are looked at too (``has_torch_function`` alone does not look into
+    a list)."""
+    if fn is None:
+        return functools.partial(overridable, sequences=sequences)
 
     @functools.wraps(fn)
     def public(*args, **kwargs):
-        relevant = _relevant(args, kwargs)
-        if relevant and has_torch_function(relevant):
-            return handle_torch_function(public, relevant, *args, **kwargs)
+        # has_torch_function (C) answers for plain tensors and numbers in well under a
+        # microsecond, and is True under a torch-function mode; only then are the arguments
+        # gathered one by one for the dispatch.
+        if (
+            sequences
+            or has_torch_function(args)
+            or (kwargs and has_torch_function(tuple(kwargs.values())))
+        ):
+            relevant = _relevant(args, kwargs)
+            if relevant and has_torch_function(relevant):
+                return handle_torch_function(public, relevant, *args, **kwargs)
         return fn(*args, **kwargs)
 
     return public

@@ -39,6 +39,8 @@ STREAM_END = MAX_STREAM_INDEX
 
 def _real(value, name: str, op: str) -> float:
     """``value`` as a float: Python/NumPy reals, bools and one-element real tensors (as torch)."""
+    if type(value) is float:  # the common case first: every call of every op passes here
+        return value
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
             # torch's type here: the truth value of a many-element tensor is a RuntimeError
@@ -157,6 +159,8 @@ def check_floating(input, op: str) -> torch.Tensor:
 
 def check_offset(offset) -> int:
     """The stream offset: an integer in ``[0, 2**63 - 1)``."""
+    if type(offset) is int and 0 <= offset < STREAM_END:  # the common case, without the ABC check
+        return offset
     if isinstance(offset, bool) or not isinstance(offset, numbers.Integral):
         raise TypeError(f"offset must be an integer >= 0, got {type(offset).__name__} {offset!r}")
     offset = int(offset)
