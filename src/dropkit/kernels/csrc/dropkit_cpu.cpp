@@ -15,6 +15,7 @@
 #include <c10/util/Half.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
@@ -208,11 +209,86 @@ struct Acc<double> {
   using type = double;
 };
 
+// float16 in blocks. c10::Half's conversions are scalar bit manipulations that GCC 12 does not
+// vectorise: measured (2^22 elements, 2 threads) the keep kernel took 11.0 ms on float16 against
+// 2.0 on float32 and 2.5 on bfloat16. With F16C the run functions below convert blocks of
+// kHalfBlock elements to float with vcvtph2ps, run their float32 instantiation (the same
+// arithmetic: float16's accumulation type is float) and round back with vcvtps2ph, which rounds
+// to nearest even like c10's conversion (NaN payloads aside), 16 (AVX-512) or 8 at a time.
+#if defined(__F16C__)
+template <typename T>
+constexpr bool kHalfInBlocks = std::is_same<T, c10::Half>::value;
+#else
+template <typename T>
+constexpr bool kHalfInBlocks = false;
+#endif
+constexpr int64_t kHalfBlock = 256;
+
+#if defined(__F16C__)
+inline void widen_half(const c10::Half* src, float* dst, int64_t len) {
+  int64_t t = 0;
+#if defined(__AVX512F__)
+  for (; t + 16 <= len; t += 16) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + t));
+    _mm512_storeu_ps(dst + t, _mm512_cvtph_ps(h));
+  }
+#endif
+  for (; t + 8 <= len; t += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + t));
+    _mm256_storeu_ps(dst + t, _mm256_cvtph_ps(h));
+  }
+  for (; t < len; ++t) {
+    dst[t] = static_cast<float>(src[t]);
+  }
+}
+
+inline void narrow_half(const float* src, c10::Half* dst, int64_t len) {
+  constexpr int kNearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  int64_t t = 0;
+#if defined(__AVX512F__)
+  for (; t + 16 <= len; t += 16) {
+    const __m256i h = _mm512_cvtps_ph(_mm512_loadu_ps(src + t), kNearest);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + t), h);
+  }
+#endif
+  for (; t + 8 <= len; t += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + t), kNearest);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + t), h);
+  }
+  for (; t < len; ++t) {
+    dst[t] = static_cast<c10::Half>(src[t]);
+  }
+}
+
+// body(xs, os, first, count) computes os[0, count) from xs[0, count) (float), for elements
+// [first, first + count) of the run; x may be out (each block is read before it is written).
+template <typename Body>
+inline void half_blocks(const c10::Half* x, c10::Half* out, int64_t len, const Body& body) {
+  alignas(64) float xs[kHalfBlock];
+  alignas(64) float os[kHalfBlock];
+  for (int64_t first = 0; first < len; first += kHalfBlock) {
+    const int64_t count = std::min(kHalfBlock, len - first);
+    widen_half(x + first, xs, count);
+    body(xs, os, first, count);
+    narrow_half(os, out + first, count);
+  }
+}
+#else
+template <typename T, typename Body>
+inline void half_blocks(const T*, T*, int64_t, const Body&) {}  // never called without F16C
+#endif
+
 // out[t] = x[t] * (w[t] >= t32 ? keep : 0), product in the accumulation type A, rounded once.
 // Distinct arrays (restrict, so the loop vectorises without an overlap check) ...
 template <typename T, typename A>
 inline void keep_mask_run(const T* __restrict x, T* __restrict out,
                           const uint32_t* __restrict w, int64_t len, uint32_t t32, A keep) {
+  if constexpr (kHalfInBlocks<T>) {
+    half_blocks(x, out, len, [&](const float* xs, float* os, int64_t first, int64_t count) {
+      keep_mask_run<float, float>(xs, os, w + first, count, t32, keep);
+    });
+    return;
+  }
   for (int64_t t = 0; t < len; ++t) {
     const A m = w[t] >= t32 ? keep : A(0);
     out[t] = static_cast<T>(static_cast<A>(x[t]) * m);
@@ -223,6 +299,12 @@ inline void keep_mask_run(const T* __restrict x, T* __restrict out,
 template <typename T, typename A>
 inline void keep_mask_run_inplace(T* __restrict x, const uint32_t* __restrict w, int64_t len,
                                   uint32_t t32, A keep) {
+  if constexpr (kHalfInBlocks<T>) {
+    half_blocks(x, x, len, [&](const float* xs, float* os, int64_t first, int64_t count) {
+      keep_mask_run<float, float>(xs, os, w + first, count, t32, keep);
+    });
+    return;
+  }
   for (int64_t t = 0; t < len; ++t) {
     const A m = w[t] >= t32 ? keep : A(0);
     x[t] = static_cast<T>(static_cast<A>(x[t]) * m);
@@ -346,6 +428,12 @@ struct Affine {
 template <typename T, typename A>
 inline void keep_affine_run(const T* __restrict x, T* __restrict out,
                             const uint32_t* __restrict w, int64_t len, const Affine<A> f) {
+  if constexpr (kHalfInBlocks<T>) {
+    half_blocks(x, out, len, [&](const float* xs, float* os, int64_t first, int64_t count) {
+      keep_affine_run<float, float>(xs, os, w + first, count, f);
+    });
+    return;
+  }
   for (int64_t t = 0; t < len; ++t) {
     const bool kept = w[t] >= f.t32;
     const A m = kept ? f.mul : A(0);
@@ -359,6 +447,12 @@ inline void keep_affine_run(const T* __restrict x, T* __restrict out,
 template <typename T, typename A>
 inline void keep_affine_run_inplace(T* __restrict x, const uint32_t* __restrict w, int64_t len,
                                     const Affine<A> f) {
+  if constexpr (kHalfInBlocks<T>) {
+    half_blocks(x, x, len, [&](const float* xs, float* os, int64_t first, int64_t count) {
+      keep_affine_run<float, float>(xs, os, w + first, count, f);
+    });
+    return;
+  }
   for (int64_t t = 0; t < len; ++t) {
     const bool kept = w[t] >= f.t32;
     const A m = kept ? f.mul : A(0);
@@ -399,6 +493,12 @@ void keep_affine_kernel(const T* x, T* out, int64_t n, uint64_t offset, uint32_t
 // out[t] = x[t] * m (+ s), m and s the same for the whole run.
 template <typename T, typename A, bool kAffine>
 inline void scalar_run(const T* __restrict x, T* __restrict out, int64_t len, A m, A s) {
+  if constexpr (kHalfInBlocks<T>) {
+    half_blocks(x, out, len, [&](const float* xs, float* os, int64_t, int64_t count) {
+      scalar_run<float, float, kAffine>(xs, os, count, m, s);
+    });
+    return;
+  }
   for (int64_t t = 0; t < len; ++t) {
     const A product = static_cast<A>(x[t]) * m;
     out[t] = static_cast<T>(kAffine ? product + s : product);
@@ -407,6 +507,12 @@ inline void scalar_run(const T* __restrict x, T* __restrict out, int64_t len, A 
 
 template <typename T, typename A, bool kAffine>
 inline void scalar_run_inplace(T* __restrict x, int64_t len, A m, A s) {
+  if constexpr (kHalfInBlocks<T>) {
+    half_blocks(x, x, len, [&](const float* xs, float* os, int64_t, int64_t count) {
+      scalar_run<float, float, kAffine>(xs, os, count, m, s);
+    });
+    return;
+  }
   for (int64_t t = 0; t < len; ++t) {
     const A product = static_cast<A>(x[t]) * m;
     x[t] = static_cast<T>(kAffine ? product + s : product);
@@ -417,6 +523,12 @@ inline void scalar_run_inplace(T* __restrict x, int64_t len, A m, A s) {
 template <typename T, typename A, bool kAffine>
 inline void row_run(const T* __restrict x, T* __restrict out, int64_t len,
                     const A* __restrict m, const A* __restrict s) {
+  if constexpr (kHalfInBlocks<T>) {
+    half_blocks(x, out, len, [&](const float* xs, float* os, int64_t first, int64_t count) {
+      row_run<float, float, kAffine>(xs, os, count, m + first, kAffine ? s + first : nullptr);
+    });
+    return;
+  }
   for (int64_t t = 0; t < len; ++t) {
     const A product = static_cast<A>(x[t]) * m[t];
     out[t] = static_cast<T>(kAffine ? product + s[t] : product);
@@ -426,6 +538,12 @@ inline void row_run(const T* __restrict x, T* __restrict out, int64_t len,
 template <typename T, typename A, bool kAffine>
 inline void row_run_inplace(T* __restrict x, int64_t len, const A* __restrict m,
                             const A* __restrict s) {
+  if constexpr (kHalfInBlocks<T>) {
+    half_blocks(x, x, len, [&](const float* xs, float* os, int64_t first, int64_t count) {
+      row_run<float, float, kAffine>(xs, os, count, m + first, kAffine ? s + first : nullptr);
+    });
+    return;
+  }
   for (int64_t t = 0; t < len; ++t) {
     const A product = static_cast<A>(x[t]) * m[t];
     x[t] = static_cast<T>(kAffine ? product + s[t] : product);
