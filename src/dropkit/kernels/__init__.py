@@ -114,7 +114,9 @@ def _check_keep(threshold: int) -> None:
         raise ValueError(f"threshold must be in [0, 2**32], got {threshold}")
 
 
-def _checked_mask(x: torch.Tensor, mask_shape: Sequence[int] | None) -> tuple[tuple | None, int]:
+def _checked_mask(
+    x: torch.Tensor, mask_shape: Sequence[int] | None
+) -> tuple[tuple[int, ...] | None, int]:
     """``(mask_shape as a tuple, or None, and the mask's element count)``: one entry per
     dimension of ``x``, each ``x``'s size or 1 (the mask is broadcast along the 1s); None means
     the mask has ``x``'s shape. A plain loop: this runs on every broadcast-mask call."""
