@@ -154,3 +154,19 @@ def test_alpha_gradient_is_scaled_mask():
     F.alpha_dropout(x, 0.3, training=True, seed=4).sum().backward()
     a = 1 / math.sqrt((ALPHA_PRIME**2 * 0.3 + 1) * 0.7)
     assert torch.allclose(x.grad, rng.keep_mask((50,), 0.3, 4).double() * a)
+
+
+@pytest.mark.parametrize("a", [1e-46, -1e-46, 0.0, 2.0**-150, 2.0**-149])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_affine_kernel_and_multiplier_route_agree_for_any_a(a, dtype):
+    # The multiplier route tells kept from dropped by a * m != 0, the kernels by the stream word:
+    # where a rounds to 0 (float32 accumulation) the op must keep the multiplier route's values.
+    from dropkit.ops import ALPHA
+
+    x = torch.randn(6, 4, 5).to(dtype)
+    strided = torch.empty(5, 4, 6, dtype=dtype).permute(2, 1, 0).copy_(x)
+    t = rng.keep_threshold(0.5)
+    for mask_shape in ([6, 4, 5], [6, 1, 5]):
+        fused = ALPHA(x, 3, 0, True, t, a, 0.25, -0.5, mask_shape)
+        route = ALPHA(strided, 3, 0, True, t, a, 0.25, -0.5, mask_shape)
+        assert torch.equal(fused, route.contiguous())

@@ -167,3 +167,73 @@ def test_broadcast_gradient_and_no_saved_mask():
     y.sum().backward()
     keep = rng.keep_mask((8, 1), 0.3, 2)
     assert torch.allclose(x.grad, (keep.float() / 0.7).expand(8, 16))
+
+
+# Every broadcast-mask method (and alpha dropout's affine map) takes the C++ backend's one-pass
+# kernel for a contiguous input: its forward, gradient and in-place forms must give the bits of
+# the reference backend, in every layout (channels-last memory takes the multiplier route).
+# (name, call, shape, whether it has an in-place form)
+BROADCAST_METHODS = [
+    ("dropout1d", lambda x, **k: F.dropout1d(x, 0.4, **k), (3, 6, 11), True),
+    ("dropout1d channels_last", lambda x, **k: F.dropout1d(x, 0.4, channels_last=True, **k),
+     (3, 11, 6), True),
+    ("dropout2d", lambda x, **k: F.dropout2d(x, 0.4, **k), (3, 6, 5, 7), True),
+    ("dropout2d channels_last", lambda x, **k: F.dropout2d(x, 0.4, channels_last=True, **k),
+     (3, 5, 7, 6), True),
+    ("dropout3d", lambda x, **k: F.dropout3d(x, 0.4, **k), (2, 4, 3, 5, 6), True),
+    ("dropout3d unbatched", lambda x, **k: F.dropout3d(x, 0.4, **k), (4, 3, 5, 6), True),
+    ("locked", lambda x, **k: F.locked_dropout(x, 0.4, **k), (7, 3, 5), True),
+    ("locked batch_first", lambda x, **k: F.locked_dropout(x, 0.4, batch_first=True, **k),
+     (3, 7, 5), True),
+    ("broadcast two groups", lambda x, **k: F.broadcast_dropout(x, 0.4, noise_shape=(None, 1,
+     None, 1), **k), (3, 4, 5, 6), True),
+    ("drop_path", lambda x, **k: F.drop_path(x, 0.4, True, **k), (5, 3, 4, 6), False),
+    ("stochastic_depth row", lambda x, **k: F.stochastic_depth(x, 0.4, "row", **k),
+     (5, 3, 4, 6), False),
+    ("stochastic_depth batch", lambda x, **k: F.stochastic_depth(x, 0.4, "batch", **k),
+     (5, 3, 4, 6), False),
+    ("alpha", lambda x, **k: F.alpha_dropout(x, 0.4, True, **k), (5, 3, 4, 6), True),
+    ("feature_alpha", lambda x, **k: F.feature_alpha_dropout(x, 0.4, True, **k), (5, 3, 4, 6),
+     True),
+]  # fmt: skip
+BITS = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32: torch.int32,
+        torch.float64: torch.int64}  # fmt: skip
+
+
+def _forward_backward_inplace(fn, x, grad, inplace):
+    leaf = x.clone().requires_grad_()
+    y = fn(leaf, seed=2**40 + 7, offset=3)
+    y.backward(grad)
+    results = [y.detach(), leaf.grad]
+    if inplace:
+        work = x.clone()
+        assert fn(work, seed=2**40 + 7, offset=3, inplace=True) is work
+        results.append(work)
+    return results
+
+
+@pytest.mark.parametrize(("name", "fn", "shape", "inplace"), BROADCAST_METHODS,
+                         ids=[m[0] for m in BROADCAST_METHODS])  # fmt: skip
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+def test_broadcast_methods_give_the_reference_bits(name, fn, shape, inplace, dtype):
+    x = (torch.randn(shape) * 3).to(dtype)
+    x.view(-1)[:3] = torch.tensor([float("nan"), float("inf"), -0.0]).to(dtype)
+    grad = torch.randn(shape).to(dtype)
+    # The same values in reversed memory order: not contiguous, so the multiplier route.
+    dims = tuple(reversed(range(x.dim())))
+    strided = torch.empty(x.permute(dims).shape, dtype=dtype).permute(dims).copy_(x)
+    assert not strided.is_contiguous()
+    runs = []
+    for xs in (x, strided):
+        for backend in ("cpu", "reference"):
+            dropkit.set_backend(backend)
+            try:
+                runs.append(_forward_backward_inplace(fn, xs, grad, inplace))
+            finally:
+                dropkit.set_backend("auto")
+    for results in runs[1:]:  # the one-pass kernels against the reference and the old route
+        for got, want in zip(runs[0], results, strict=True):
+            nan = torch.isnan(want)
+            assert torch.equal(torch.isnan(got), nan), name
+            got, want = got.contiguous(), want.contiguous()
+            assert torch.equal(got[~nan].view(BITS[dtype]), want[~nan].view(BITS[dtype])), name

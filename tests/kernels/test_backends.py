@@ -1,6 +1,7 @@
 """dropkit.kernels routes each call to one backend and checks the contract's arguments once."""
 
 import os
+import re
 import subprocess
 import sys
 import types
@@ -76,6 +77,15 @@ def test_every_entry_point_routes_to_the_same_bits(restore_backend, backend):
         kernels.bias_dropout_add(x, bias, residual, 3, 0, t, 2.0),
         reference.bias_dropout_add(x, bias, residual, 3, 0, t, 2.0),
     )
+    for mask_shape in [None, (5, 1), (1, 7), (5, 7), [1, 1]]:
+        assert torch.equal(
+            kernels.apply_keep_mask(x, 3, 11, t, 2.0, mask_shape=mask_shape),
+            reference.apply_keep_mask(x, 3, 11, t, 2.0, mask_shape=mask_shape),
+        )
+        assert torch.equal(
+            kernels.apply_keep_affine(x, 3, 11, t, 1.5, 0.25, -0.5, mask_shape=mask_shape),
+            reference.apply_keep_affine(x, 3, 11, t, 1.5, 0.25, -0.5, mask_shape=mask_shape),
+        )
 
 
 def test_stream_bounds_are_checked_for_every_backend(restore_backend):
@@ -99,3 +109,36 @@ def test_stream_bounds_are_checked_for_every_backend(restore_backend):
             kernels.apply_keep_mask(x, 1, 0, 2**32 + 1, 1.0)
         with pytest.raises(ValueError, match=r"threshold must be in \[0, 2\*\*32\], got -1"):
             kernels.bias_dropout_add(x, x, x, 1, 0, -1, 1.0)
+
+
+@pytest.mark.parametrize(
+    "mask_shape",
+    [(5,), (5, 7, 1), (5, 3), (2, 1), (True, 7), (5.0, 1), 5, "57", (5, None)],
+)
+def test_mask_shape_is_checked_for_every_backend(restore_backend, mask_shape):
+    x = torch.ones(5, 7)
+    want = (
+        r"mask_shape must have one entry per dimension of x \(2\), each x's size or 1, got "
+        rf"mask_shape={re.escape(repr(mask_shape))} for x of shape \(5, 7\)"
+    )
+    for backend in kernels.BACKENDS:
+        kernels.set_backend(backend)
+        with pytest.raises(ValueError, match=want):
+            kernels.apply_keep_mask(x, 1, 0, 5, 1.0, mask_shape=mask_shape)
+        with pytest.raises(ValueError, match=want):
+            kernels.apply_keep_affine(x, 1, 0, 5, 1.0, 0.0, 0.0, mask_shape=mask_shape)
+
+
+def test_the_stream_bound_counts_the_mask_elements(restore_backend):
+    x = torch.ones(10, 4)
+    for backend in kernels.BACKENDS:
+        kernels.set_backend(backend)
+        # The mask (10, 1) reads 10 words: its last allowed offset is TOP - 10, not TOP - 40.
+        kernels.apply_keep_mask(x, 1, TOP - 10, 0, 1.0, mask_shape=(10, 1))
+        kernels.apply_keep_affine(x, 1, TOP - 10, 0, 1.0, 0.0, 0.0, mask_shape=[10, 1])
+        with pytest.raises(ValueError, match=r"got offset=.* for numel=10"):
+            kernels.apply_keep_mask(x, 1, TOP - 9, 0, 1.0, mask_shape=(10, 1))
+        with pytest.raises(ValueError, match=r"got offset=.* for numel=10"):
+            kernels.apply_keep_affine(x, 1, TOP - 9, 0, 1.0, 0.0, 0.0, mask_shape=(10, 1))
+        with pytest.raises(ValueError, match=r"threshold must be in \[0, 2\*\*32\], got -1"):
+            kernels.apply_keep_affine(x, 1, 0, -1, 1.0, 0.0, 0.0)

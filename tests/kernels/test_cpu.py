@@ -1,5 +1,7 @@
 """The C++ CPU backend equals the reference bit for bit: every op, dtype, size, offset, threads."""
 
+import math
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -195,3 +197,183 @@ def test_bad_tensors_are_refused():
         cpu.bias_dropout_add(x, torch.zeros(8), torch.zeros(8), 1, 0, 5, 1.0)
     with pytest.raises(ValueError, match="bias must have the trailing shape"):
         cpu.bias_dropout_add(x, torch.zeros(6), torch.zeros(6, 8), 1, 0, 5, 1.0)
+
+
+# -- broadcast masks and the affine map (channel dropout, drop-path, locked and alpha dropout) ----
+# (x's shape, mask_shape, the pattern cpu.broadcast_pattern finds: None where there is none)
+MASKS = [
+    ((4, 6, 5, 7), (4, 6, 1, 1), (24, 35, 1)),  # channels first: a = N C, b = H W
+    ((4, 5, 7, 6), (4, 1, 1, 6), (4, 35, 6)),  # channels last: c = C
+    ((9, 4, 6), (1, 4, 6), (1, 9, 24)),  # locked dropout (T, N, C)
+    ((4, 9, 6), (4, 1, 6), (4, 9, 6)),  # locked dropout, batch first
+    ((4, 3, 5, 6), (4, 1, 1, 1), (4, 90, 1)),  # drop-path
+    ((4, 3, 5, 6), (1, 1, 1, 1), (1, 360, 1)),  # stochastic depth "batch": one word
+    ((4, 3, 5, 6), (4, 3, 5, 6), (360, 1, 1)),  # x's own shape
+    ((1, 3, 1, 6), (1, 1, 1, 6), (1, 3, 6)),  # size-1 dimensions belong to either kind
+    ((4, 1, 5, 6), (4, 1, 1, 6), (4, 5, 6)),
+    ((5, 1), (1, 1), (1, 5, 1)),
+    ((7,), (7,), (7, 1, 1)),
+    ((), (), (1, 1, 1)),
+    ((4, 5, 6, 7), (4, 1, 6, 1), None),  # broadcast along two separate groups: generic path
+    ((3, 4, 5), (1, 4, 1), None),
+]
+AFFINE = (1.3, 0.4, -0.7)  # a, kept_shift, dropped_value
+
+
+def both(x, seed, offset, threshold, scale, out, mask_shape, affine):
+    """(cpu result, reference result) of apply_keep_mask, or of apply_keep_affine (a = scale)."""
+    if affine:
+        args = (x, seed, offset, threshold, scale, *AFFINE[1:], out, mask_shape)
+        want = reference.apply_keep_affine(*args[:-2], None, mask_shape)
+        return cpu.apply_keep_affine(*args), want
+    want = reference.apply_keep_mask(x, seed, offset, threshold, scale, None, mask_shape)
+    return cpu.apply_keep_mask(x, seed, offset, threshold, scale, out, mask_shape), want
+
+
+@pytest.mark.parametrize(("shape", "mask_shape", "pattern"), MASKS)
+def test_broadcast_pattern(shape, mask_shape, pattern):
+    assert cpu.broadcast_pattern(shape, mask_shape) == pattern
+
+
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("shape", "mask_shape", "pattern"), MASKS)
+def test_broadcast_mask_matches_reference(shape, mask_shape, pattern, dtype, affine):
+    x = special_values(math.prod(shape), dtype).reshape(shape)
+    threshold = rng.keep_threshold(0.4)
+    for offset in (0, 3, 2**40 + 1, TOP - math.prod(mask_shape)):
+        got, want = both(x, 77, offset, threshold, 1 / 0.6, None, mask_shape, affine)
+        assert_same_bits(got, want)
+        out = torch.empty_like(x)
+        got, _ = both(x, 77, offset, threshold, 1 / 0.6, out, mask_shape, affine)
+        assert got is out
+        assert_same_bits(out, want)
+        y = x.clone()
+        got, _ = both(y, 77, offset, threshold, 1 / 0.6, y, mask_shape, affine)
+        assert got is y
+        assert_same_bits(y, want)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    ("shape", "mask_shape"),
+    [
+        ((8, 16, 32, 40), (8, 16, 1, 1)),  # more than one parallel task (2**15 elements each)
+        ((8, 32, 40, 16), (8, 1, 1, 16)),
+        ((3, 5000, 7), (3, 1, 7)),  # short rows: tasks start and end inside rows
+        ((90, 8, 100), (1, 8, 100)),
+        ((8, 16, 32, 40), (1, 1, 1, 1)),  # one multiplier, split over the tasks
+        ((40000, 2), (40000, 1)),  # a mask of more than 2**15 elements, drawn in parallel
+        ((2, 40000), (1, 40000)),
+        ((8, 16, 32, 40), (8, 1, 32, 1)),  # generic path
+    ],
+)
+def test_broadcast_mask_large_and_parallel(shape, mask_shape, threads, affine):
+    torch.set_num_threads(threads)
+    x = special_values(math.prod(shape), torch.float32).reshape(shape)
+    threshold = rng.keep_threshold(0.3)
+    for offset in (0, 5):
+        got, want = both(x, 2**64 - 9, offset, threshold, 1 / 0.7, None, mask_shape, affine)
+        assert_same_bits(got, want)
+        y = x.clone()
+        both(y, 2**64 - 9, offset, threshold, 1 / 0.7, y, mask_shape, affine)
+        assert_same_bits(y, want)
+
+
+@st.composite
+def broadcast_cases(draw):
+    shape = tuple(draw(st.lists(st.integers(1, 7), min_size=0, max_size=5)))
+    broadcast = draw(st.lists(st.booleans(), min_size=len(shape), max_size=len(shape)))
+    return shape, tuple(1 if b else size for size, b in zip(shape, broadcast))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    case=broadcast_cases(),
+    dtype=st.sampled_from(DTYPES),
+    offset=st.one_of(st.integers(0, 2**40), st.integers(0, 5).map(lambda d: TOP - 20000 - d)),
+    seed=st.integers(-(2**63), 2**64 - 1),
+    threshold=st.one_of(st.sampled_from([0, 2**32]), st.integers(0, 2**32)),
+    scale=st.sampled_from([0.0, 1.0, 1 / 0.7, 3.5, 1e-3]),
+    target=st.sampled_from(["new", "out", "x"]),
+    affine=st.booleans(),
+    threads=st.sampled_from([1, 2]),
+)
+def test_broadcast_mask_property(
+    case, dtype, offset, seed, threshold, scale, target, affine, threads
+):
+    torch.set_num_threads(threads)
+    shape, mask_shape = case
+    x = special_values(math.prod(shape), dtype).reshape(shape)
+    source = x.clone()
+    out = {"new": None, "out": torch.empty_like(x), "x": x}[target]
+    got, want = both(x, seed, offset, threshold, scale, out, mask_shape, affine)
+    assert out is None or got is out
+    assert_same_bits(got, want)
+    if target != "x":
+        assert torch.equal(x.view(INT_VIEW[dtype]), source.view(INT_VIEW[dtype]))
+
+
+def test_patterns_take_the_one_pass_kernel_and_others_the_generic_path(monkeypatch):
+    calls = []
+    kernel = cpu._keep_broadcast
+    monkeypatch.setattr(cpu, "_keep_broadcast", lambda *a: calls.append(a[5]) or kernel(*a))
+    x = torch.randn(4, 5, 6, 7)
+    for mask_shape in [(4, 5, 1, 1), (4, 1, 1, 7), (4, 1, 6, 1)]:
+        cpu.apply_keep_mask(x, 1, 0, rng.keep_threshold(0.5), 2.0, None, mask_shape)
+        cpu.apply_keep_affine(x, 1, 0, rng.keep_threshold(0.5), *AFFINE, None, mask_shape)
+    assert calls == [(20, 42, 1), (20, 42, 1), (4, 30, 7), (4, 30, 7)]
+    cpu.apply_keep_affine(x, 1, 0, rng.keep_threshold(0.5), *AFFINE)  # x's shape: one pass too
+    assert calls[-1] == (840, 1, 1)
+
+
+def test_extreme_thresholds_of_the_affine_map_and_nan():
+    x = torch.tensor([[1.0, -2.0, float("nan"), float("inf"), -0.0]] * 6)
+    dropped = cpu.apply_keep_affine(x, 3, 0, 2**32, *AFFINE, None, (6, 1))
+    assert_same_bits(dropped, x * 0.0 + AFFINE[2])  # NaN * 0 and Inf * 0 stay NaN
+    kept = cpu.apply_keep_affine(x, 3, 0, 0, *AFFINE, None, (1, 5))
+    assert_same_bits(kept, x * AFFINE[0] + AFFINE[1])
+
+
+def test_broadcast_overlapping_out_and_autograd_version():
+    base = torch.randn(1000)
+    x, out = base[:900].view(30, 30), base[100:].view(30, 30)
+    threshold = rng.keep_threshold(0.5)
+    want = reference.apply_keep_mask(x.clone(), 4, 9, threshold, 2.0, None, (30, 1))
+    cpu.apply_keep_mask(x, 4, 9, threshold, 2.0, out, (30, 1))
+    assert_same_bits(out, want)
+    base = torch.randn(1000)
+    x, out = base[:900].view(30, 30), base[100:].view(30, 30)
+    want = reference.apply_keep_affine(x.clone(), 4, 9, threshold, *AFFINE, None, (1, 30))
+    cpu.apply_keep_affine(x, 4, 9, threshold, *AFFINE, out, (1, 30))
+    assert_same_bits(out, want)
+    y = torch.randn(6, 5)
+    for call in (
+        lambda: cpu.apply_keep_mask(y, 1, 0, threshold, 2.0, y, (6, 1)),
+        lambda: cpu.apply_keep_affine(y, 1, 0, threshold, *AFFINE, y, (6, 1)),
+        lambda: cpu.apply_keep_affine(y, 1, 0, threshold, *AFFINE, y),
+    ):
+        before = y._version
+        call()
+        assert y._version > before
+
+
+def test_serial_mode_of_forked_children_gives_the_same_bits(monkeypatch):
+    torch.set_num_threads(2)
+    x = special_values(8 * 16 * 32 * 40, torch.float32).reshape(8, 16, 32, 40)
+    threshold = rng.keep_threshold(0.3)
+    cases = [(8, 16, 1, 1), (8, 1, 1, 40), (1, 1, 1, 1), None]
+    want = [both(x, 5, 1, threshold, 2.0, None, m, affine)[0] for m in cases for affine in (0, 1)]
+    monkeypatch.setattr(cpu._state, "serial", 1)
+    got = [both(x, 5, 1, threshold, 2.0, None, m, affine)[0] for m in cases for affine in (0, 1)]
+    for g, w in zip(got, want):
+        assert_same_bits(g, w)
+
+
+def test_bad_tensors_are_refused_by_the_affine_map():
+    x = torch.randn(6, 8)
+    with pytest.raises(ValueError, match="apply_keep_affine: x must be a contiguous CPU tensor"):
+        cpu.apply_keep_affine(x.t(), 1, 0, 5, *AFFINE)
+    with pytest.raises(ValueError, match=r"apply_keep_affine: out must have x's shape \(6, 8\)"):
+        cpu.apply_keep_affine(x, 1, 0, 5, *AFFINE, torch.empty(48), (6, 1))

@@ -198,8 +198,11 @@ torch.set_num_threads(2)
 
 def work(seed):
     x = torch.from_numpy(np.ones(1 << 18, dtype=np.float32))
-    y = DF.dropout(x, 0.5, seed=seed)
-    return torch.get_num_threads(), hashlib.sha256(y.numpy().tobytes()).hexdigest()
+    maps = torch.from_numpy(np.ones((16, 64, 16, 16), dtype=np.float32))
+    # Elementwise, broadcast (channel) and affine masks: each one kernel call, serial in a child.
+    ys = [DF.dropout(x, 0.5, seed=seed), DF.dropout2d(maps, 0.5, seed=seed),
+          DF.feature_alpha_dropout(maps, 0.5, True, seed=seed)]
+    return torch.get_num_threads(), [hashlib.sha256(y.numpy().tobytes()).hexdigest() for y in ys]
 
 class Noisy(Dataset):
     def __len__(self):

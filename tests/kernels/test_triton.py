@@ -262,6 +262,69 @@ def test_apply_keep_mask_property(dtype, numel, offset, seed, threshold, scale):
 
 
 # ------------------------------------------------------------------------------------------------
+# broadcast masks and alpha dropout's affine map
+# ------------------------------------------------------------------------------------------------
+
+MASKS = [
+    ((4, 6, 5, 7), (4, 6, 1, 1)),  # channel dropout, channels first
+    ((4, 5, 7, 6), (4, 1, 1, 6)),  # channels last
+    ((9, 4, 6), (1, 4, 6)),  # locked dropout
+    ((4, 3, 5, 6), (4, 1, 1, 1)),  # drop-path
+    ((4, 3, 5, 6), (1, 1, 1, 1)),
+    ((4, 5, 6, 7), (4, 1, 6, 1)),  # broadcast along two separate groups
+    ((3, 4, 5), (3, 4, 5)),  # x's own shape
+]
+AFFINE = (1.3, 0.4, -0.7)  # a, kept_shift, dropped_value
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,mask_shape", MASKS)
+@pytest.mark.parametrize("target", ["new", "out", "x"])
+def test_broadcast_mask_bit_identical(dtype, shape, mask_shape, target):
+    x = special_values((torch.randn(shape) * 100).to(dtype))
+    threshold = rng.keep_threshold(0.37)
+    for offset in (0, 5, 2**63 - 1 - math.prod(mask_shape)):
+        want = reference.apply_keep_mask(x, 99, offset, threshold, 1 / 0.63, None, mask_shape)
+        want_affine = reference.apply_keep_affine(x, 99, offset, threshold, *AFFINE, None,
+                                                  mask_shape)  # fmt: skip
+        for fn, args, expected in [
+            (tg.apply_keep_mask, (threshold, 1 / 0.63), want),
+            (tg.apply_keep_affine, (threshold, *AFFINE), want_affine),
+        ]:
+            work = x.clone()
+            out = {"new": None, "out": torch.empty_like(x), "x": work}[target]
+            got = fn(work, 99, offset, *args, out, mask_shape)
+            assert out is None or got is out
+            assert_same_bits(got, expected)
+
+
+@pytest.mark.parametrize("threshold", [0, 2**32])
+def test_affine_map_extreme_thresholds(threshold):
+    x = special_values(torch.randn(6, 5))
+    for mask_shape in (None, (6, 1)):
+        want = reference.apply_keep_affine(x, 3, 0, threshold, *AFFINE, None, mask_shape)
+        assert_same_bits(tg.apply_keep_affine(x, 3, 0, threshold, *AFFINE, None, mask_shape), want)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    dtype=st.sampled_from(DTYPES),
+    shape=st.lists(st.integers(1, 6), min_size=1, max_size=4),
+    data=st.data(),
+    seed=st.integers(-(2**63), 2**64 - 1),
+    threshold=st.integers(0, 2**32),
+)
+def test_broadcast_mask_property(dtype, shape, data, seed, threshold):
+    broadcast = data.draw(st.lists(st.booleans(), min_size=len(shape), max_size=len(shape)))
+    mask_shape = tuple(1 if b else size for size, b in zip(shape, broadcast))
+    x = (torch.randn(shape) * 50).to(dtype)
+    want = reference.apply_keep_mask(x, seed, 3, threshold, 2.5, None, mask_shape)
+    assert_same_bits(tg.apply_keep_mask(x, seed, 3, threshold, 2.5, None, mask_shape), want)
+    want = reference.apply_keep_affine(x, seed, 3, threshold, *AFFINE, None, mask_shape)
+    assert_same_bits(tg.apply_keep_affine(x, seed, 3, threshold, *AFFINE, None, mask_shape), want)
+
+
+# ------------------------------------------------------------------------------------------------
 # normal
 # ------------------------------------------------------------------------------------------------
 
@@ -395,6 +458,14 @@ def test_bad_inputs_are_named():
         tg.apply_keep_mask(x, 1, 0, 2**32 + 1, 2.0)
     with pytest.raises(TypeError, match="x must have a dtype in"):
         tg.apply_keep_mask(torch.ones(4, dtype=torch.int32), 1, 0, t, 2.0)
+    with pytest.raises(ValueError, match="apply_keep_affine: x must be contiguous"):
+        tg.apply_keep_affine(x.t(), 1, 0, t, *AFFINE)
+    with pytest.raises(ValueError, match="out must match x"):
+        tg.apply_keep_affine(x, 1, 0, t, *AFFINE, torch.empty(32))
+    with pytest.raises(ValueError, match=r"offset \+ numel must be <= 2\*\*63 - 1"):
+        tg.apply_keep_affine(x, 1, 2**63 - 8, t, *AFFINE, None, (8, 1))  # the mask's 8 words
+    with pytest.raises(TypeError, match="x must have a dtype in"):
+        tg.apply_keep_affine(torch.ones(4, dtype=torch.int32), 1, 0, t, *AFFINE)
     with pytest.raises(ValueError, match="numel must be an integer >= 0, got -2"):
         tg.stream_words(-2, 1, 0, "cpu")
     with pytest.raises(ValueError, match=r"2 \* \(offset \+ numel\) must be <= 2\*\*63 - 1"):

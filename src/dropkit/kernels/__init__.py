@@ -1,8 +1,9 @@
 """Dropout kernels: one contract, several backends that return the same bits.
 
-The contract is four functions — :func:`apply_keep_mask`, :func:`stream_words`, :func:`normal`
-and :func:`bias_dropout_add` — defined by the plain-torch :mod:`dropkit.kernels.reference`. This
-module checks their arguments once and routes each call to a backend:
+The contract is five functions — :func:`apply_keep_mask`, :func:`apply_keep_affine`,
+:func:`stream_words`, :func:`normal` and :func:`bias_dropout_add` — defined by the plain-torch
+:mod:`dropkit.kernels.reference`. This module checks their arguments once and routes each call to
+a backend:
 
 - ``"auto"`` (the default): :mod:`dropkit.kernels.cpu` (C++ kernels in torch's intra-op thread
   pool) for CPU tensors, :mod:`dropkit.kernels.triton_gpu` for CUDA tensors where it is installed
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Sequence
 from types import ModuleType
 
 import torch
@@ -28,6 +30,7 @@ from dropkit.kernels import reference
 __all__ = [
     "BACKENDS",
     "MAX_STREAM_INDEX",
+    "apply_keep_affine",
     "apply_keep_mask",
     "bias_dropout_add",
     "get_backend",
@@ -111,6 +114,35 @@ def _check_keep(threshold: int) -> None:
         raise ValueError(f"threshold must be in [0, 2**32], got {threshold}")
 
 
+def _checked_mask(
+    x: torch.Tensor, mask_shape: Sequence[int] | None
+) -> tuple[tuple[int, ...] | None, int]:
+    """``(mask_shape as a tuple, or None, and the mask's element count)``: one entry per
+    dimension of ``x``, each ``x``'s size or 1 (the mask is broadcast along the 1s); None means
+    the mask has ``x``'s shape. A plain loop: this runs on every broadcast-mask call."""
+    if mask_shape is None:
+        return None, x.numel()
+    sizes = x.shape
+    try:
+        shape = tuple(mask_shape)
+    except TypeError:
+        shape = None
+    valid = shape is not None and len(shape) == len(sizes)
+    if valid:
+        numel = 1
+        for m, size in zip(shape, sizes):
+            if type(m) is not int or (m != size and m != 1):
+                valid = False
+                break
+            numel *= m
+    if not valid:
+        raise ValueError(
+            f"mask_shape must have one entry per dimension of x ({x.dim()}), each x's size or 1, "
+            f"got mask_shape={mask_shape!r} for x of shape {tuple(sizes)}"
+        )
+    return shape, numel
+
+
 def apply_keep_mask(
     x: torch.Tensor,
     seed: int,
@@ -118,14 +150,42 @@ def apply_keep_mask(
     threshold: int,
     scale: float,
     out: torch.Tensor | None = None,
+    mask_shape: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """``x * (scale if stream word >= threshold else 0)``; see :mod:`dropkit.kernels.reference`.
 
-    ``x`` must be contiguous; ``out`` (optional, may be ``x``) must be contiguous too.
+    ``x`` must be contiguous; ``out`` (optional, may be ``x``) must be contiguous too. With
+    ``mask_shape`` (``x``'s rank, each entry ``x``'s size or 1) the stream indexes the mask's
+    row-major elements and the mask is broadcast over ``x``: channel dropout, drop-path, locked
+    dropout.
     """
-    _check_stream(x.numel(), offset)
+    shape, numel = _checked_mask(x, mask_shape)
+    _check_stream(numel, offset)
     _check_keep(threshold)
-    return _backend_for(x.device).apply_keep_mask(x, seed, offset, threshold, scale, out)
+    return _backend_for(x.device).apply_keep_mask(x, seed, offset, threshold, scale, out, shape)
+
+
+def apply_keep_affine(
+    x: torch.Tensor,
+    seed: int,
+    offset: int,
+    threshold: int,
+    a: float,
+    kept_shift: float,
+    dropped_value: float,
+    out: torch.Tensor | None = None,
+    mask_shape: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """Alpha dropout's ``x * M + B``: ``(a, kept_shift)`` where the stream word is
+    ``>= threshold``, ``(0, dropped_value)`` elsewhere; see
+    :func:`dropkit.kernels.reference.apply_keep_affine` for the exact rounding. ``x``, ``out``
+    and ``mask_shape`` as in :func:`apply_keep_mask`."""
+    shape, numel = _checked_mask(x, mask_shape)
+    _check_stream(numel, offset)
+    _check_keep(threshold)
+    return _backend_for(x.device).apply_keep_affine(
+        x, seed, offset, threshold, a, kept_shift, dropped_value, out, shape
+    )
 
 
 def stream_words(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import json
 import math
@@ -58,9 +59,11 @@ __all__ = [
     "LOCK_TIMEOUT_S",
     "SOURCE",
     "SUPPORTED_DTYPES",
+    "apply_keep_affine",
     "apply_keep_mask",
     "available",
     "bias_dropout_add",
+    "broadcast_pattern",
     "cache_dir",
     "library_path",
     "normal",
@@ -74,7 +77,7 @@ CACHE_ENV = "DROPKIT_CACHE_DIR"
 LOCK_TIMEOUT_S = 600.0
 # Build folders of killed builds older than this are removed by the next build.
 _STALE_BUILD_S = 3600.0
-_ABI_VERSION = 2
+_ABI_VERSION = 3
 _LIBRARY = "libdropkit_cpu.so"
 _CHECKSUM = _LIBRARY + ".sha256"
 
@@ -331,6 +334,10 @@ def _open(path: Path) -> ctypes.CDLL:
             *(ptr, ptr, i64, ptr, ptr, i64),
             *(u64, u32, u32, u64, f64, ctypes.c_int),
         ),
+        "dropkit_keep_broadcast": (
+            *(ctypes.c_int, ctypes.c_int, ptr, ptr, i64, i64, i64),
+            *(u64, u32, u32, u64, f64, f64, f64, ctypes.c_int),
+        ),
         "dropkit_stream_words": (ptr, i64, u64, u32, u32, ctypes.c_int),
         "dropkit_normal_uniforms": (ptr, ptr, i64, u64, u32, u32, ctypes.c_int),
     }
@@ -420,6 +427,57 @@ def _checked_out(x: torch.Tensor, out: torch.Tensor | None, name: str) -> torch.
     return out
 
 
+def broadcast_pattern(
+    shape: tuple[int, ...] | torch.Size, mask_shape: tuple[int, ...]
+) -> tuple[int, int, int] | None:
+    """``(a, b, c)`` such that ``x`` of ``shape`` (row-major) is ``[a][b][c]`` with the mask
+    (``mask_shape``, same rank, each entry ``shape``'s or 1) varying over ``a`` and ``c`` and
+    broadcast over ``b``; None where the mask is not of that form (broadcast along two separate
+    groups of dimensions, e.g. ``(N, 1, C, 1)`` over ``(N, H, C, W)``).
+
+    Dimensions of size 1 belong to either kind and are skipped; adjacent dimensions of one kind
+    merge. ``b == 1`` means the mask has ``x``'s elements in ``x``'s order (``a = numel``).
+    Examples: ``(N, C, 1, 1)`` over ``(N, C, H, W)`` is ``(N C, H W, 1)``; ``(N, 1, 1, C)`` over
+    ``(N, H, W, C)`` is ``(N, H W, C)``; ``(1, N, C)`` over ``(T, N, C)`` is ``(1, T, N C)``.
+    """
+    groups: list[list] = []  # [masked, size] per merged group
+    for size, m in zip(shape, mask_shape):
+        if size == 1:
+            continue
+        masked = m == size
+        if groups and groups[-1][0] == masked:
+            groups[-1][1] *= size
+        else:
+            groups.append([masked, size])
+    kinds = tuple(masked for masked, _ in groups)
+    sizes = [size for _, size in groups]
+    if False not in kinds:
+        return math.prod(sizes), 1, 1
+    if kinds == (False,):
+        return 1, sizes[0], 1
+    if kinds == (True, False):
+        return sizes[0], sizes[1], 1
+    if kinds == (False, True):
+        return 1, sizes[0], sizes[1]
+    if kinds == (True, False, True):
+        return sizes[0], sizes[1], sizes[2]
+    return None
+
+
+# Shapes repeat from step to step: the pattern of a (shape, mask_shape) pair is worked out once.
+_cached_pattern = functools.lru_cache(maxsize=1024)(broadcast_pattern)
+
+
+def _prepared(x: torch.Tensor, out: torch.Tensor | None, name: str) -> tuple[torch.Tensor, bool]:
+    """The checked target, and whether it partly overlaps ``x`` (then the caller goes through a
+    fresh buffer: the kernel could read what it already wrote)."""
+    if not (x.is_cpu and x.is_contiguous()):
+        raise ValueError(f"{name}: x must be a contiguous CPU tensor")
+    target = _checked_out(x, out, name)
+    partial = x.numel() > 0 and target.data_ptr() != x.data_ptr() and _overlaps(target, x)
+    return target, partial
+
+
 def apply_keep_mask(
     x: torch.Tensor,
     seed: int,
@@ -427,41 +485,119 @@ def apply_keep_mask(
     threshold: int,
     scale: float,
     out: torch.Tensor | None = None,
+    mask_shape: tuple[int, ...] | None = None,
 ) -> torch.Tensor:
     """Same contract as :func:`dropkit.kernels.reference.apply_keep_mask` for contiguous CPU
-    tensors; ``out`` (contiguous, ``x``'s shape and dtype) may be ``x`` itself."""
+    tensors; ``out`` (contiguous, ``x``'s shape and dtype) may be ``x`` itself.
+
+    A broadcast mask of :func:`broadcast_pattern`'s form is one pass over ``x`` (its multipliers
+    drawn first into a buffer of the mask's size); any other ``mask_shape`` draws the multiplier
+    tensor with the kernel and multiplies with torch (one rounding, into ``out``)."""
     lib = _library()
     code = _DTYPE_CODES.get(x.dtype)
     if lib is None or code is None:
-        return reference.apply_keep_mask(x, seed, offset, threshold, scale, out)
-    if not (x.is_cpu and x.is_contiguous()):
-        raise ValueError("apply_keep_mask: x must be a contiguous CPU tensor")
-    target = _checked_out(x, out, "apply_keep_mask")
+        return reference.apply_keep_mask(x, seed, offset, threshold, scale, out, mask_shape)
+    target, partial = _prepared(x, out, "apply_keep_mask")
     n = x.numel()
     if n == 0:
         return target
-    if target.data_ptr() != x.data_ptr() and _overlaps(target, x):
-        # Partly overlapping buffers: the kernel could read what it already wrote.
-        return target.copy_(apply_keep_mask(x, seed, offset, threshold, scale))
+    if partial:
+        return target.copy_(apply_keep_mask(x, seed, offset, threshold, scale, None, mask_shape))
     k0, k1 = rng.split_seed(seed)
-    _check(
-        lib.dropkit_keep_mask(
-            code,
-            x.data_ptr(),
-            target.data_ptr(),
-            n,
-            offset,
-            k0,
-            k1,
-            threshold,
-            scale,
-            _state.serial,
-        ),
-        "keep_mask",
-    )
+    if mask_shape is None:
+        _check(
+            lib.dropkit_keep_mask(
+                code,
+                x.data_ptr(),
+                target.data_ptr(),
+                n,
+                offset,
+                k0,
+                k1,
+                threshold,
+                scale,
+                _state.serial,
+            ),
+            "keep_mask",
+        )
+    else:
+        pattern = _cached_pattern(x.shape, tuple(mask_shape))
+        if pattern is None:
+            multiplier = torch.ones(mask_shape, dtype=reference.accumulation_dtype(x.dtype))
+            apply_keep_mask(multiplier, seed, offset, threshold, scale, multiplier)
+            # A mixed-dtype multiply computes in the promoted (accumulation) dtype and rounds
+            # once into target: the reference's bits without a full-size temporary.
+            return torch.mul(x, multiplier, out=target)
+        _keep_broadcast(lib, code, False, x, target, pattern, offset, k0, k1, threshold,
+                        (scale, 0.0, 0.0))  # fmt: skip
     if out is not None:
         torch.autograd.graph.increment_version(out)  # written behind autograd's back
     return target
+
+
+def apply_keep_affine(
+    x: torch.Tensor,
+    seed: int,
+    offset: int,
+    threshold: int,
+    a: float,
+    kept_shift: float,
+    dropped_value: float,
+    out: torch.Tensor | None = None,
+    mask_shape: tuple[int, ...] | None = None,
+) -> torch.Tensor:
+    """Same contract as :func:`dropkit.kernels.reference.apply_keep_affine` for contiguous CPU
+    tensors: one pass (two roundings in the accumulation dtype, never a fused multiply-add) for
+    a mask of ``x``'s shape or of :func:`broadcast_pattern`'s form; any other ``mask_shape``
+    finishes the kernel's stream words with the reference's operations."""
+    lib = _library()
+    code = _DTYPE_CODES.get(x.dtype)
+    args = (threshold, a, kept_shift, dropped_value)
+    if lib is None or code is None:
+        return reference.apply_keep_affine(x, seed, offset, *args, out, mask_shape)
+    target, partial = _prepared(x, out, "apply_keep_affine")
+    n = x.numel()
+    if n == 0:
+        return target
+    if partial:
+        return target.copy_(apply_keep_affine(x, seed, offset, *args, None, mask_shape))
+    pattern = (n, 1, 1) if mask_shape is None else _cached_pattern(x.shape, tuple(mask_shape))
+    if pattern is None:
+        words = stream_words(math.prod(mask_shape), seed, offset).reshape(mask_shape)
+        return reference.affine_from_words(x, words, *args, target)
+    k0, k1 = rng.split_seed(seed)
+    _keep_broadcast(lib, code, True, x, target, pattern, offset, k0, k1, threshold,
+                    (a, kept_shift, dropped_value))  # fmt: skip
+    if out is not None:
+        torch.autograd.graph.increment_version(out)
+    return target
+
+
+def _keep_broadcast(
+    lib: ctypes.CDLL,
+    code: int,
+    affine: bool,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    pattern: tuple[int, int, int],
+    offset: int,
+    k0: int,
+    k1: int,
+    threshold: int,
+    values: tuple[float, float, float],
+) -> None:
+    """One call of the C entry point ``dropkit_keep_broadcast``: ``x`` as ``pattern``'s
+    ``[a][b][c]``, ``values`` the multiplier (the scale, or ``a``), the kept shift and the
+    dropped value (the shifts unused unless ``affine``)."""
+    a, b, c = pattern
+    mul, kept, dropped = values
+    _check(
+        lib.dropkit_keep_broadcast(
+            code, int(affine), x.data_ptr(), target.data_ptr(), a, b, c, offset, k0, k1,
+            threshold, mul, kept, dropped, _state.serial,
+        ),
+        "keep_broadcast",
+    )  # fmt: skip
 
 
 def bias_dropout_add(

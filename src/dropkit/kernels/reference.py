@@ -1,6 +1,7 @@
 """The reference dropout kernel: plain torch, obviously correct, the definition of the semantics.
 
-Every fast backend must reproduce :func:`apply_keep_mask` bit for bit. The multiplier of element
+Every fast backend must reproduce :func:`apply_keep_mask` and :func:`apply_keep_affine` bit for
+bit. The multiplier of element
 ``i`` is ``scale`` if its stream word is ``>= threshold`` and ``0`` otherwise; the product is formed
 in the accumulation dtype (float64 for float64 inputs, float32 for every other floating dtype) and
 rounded once, to nearest even, to the input dtype. A dropped element is *multiplied* by zero, so a
@@ -17,6 +18,8 @@ from dropkit import rng
 
 __all__ = [
     "accumulation_dtype",
+    "affine_from_words",
+    "apply_keep_affine",
     "apply_keep_mask",
     "bias_dropout_add",
     "keep_multiplier",
@@ -52,7 +55,61 @@ def apply_keep_mask(
     acc = accumulation_dtype(x.dtype)
     shape = x.shape if mask_shape is None else tuple(mask_shape)
     multiplier = keep_multiplier(shape, seed, offset, threshold, scale, acc, x.device)
-    result = (x.to(acc) * multiplier).to(x.dtype)
+    return _written((x.to(acc) * multiplier).to(x.dtype), out)
+
+
+def apply_keep_affine(
+    x: torch.Tensor,
+    seed: int,
+    offset: int,
+    threshold: int,
+    a: float,
+    kept_shift: float,
+    dropped_value: float,
+    out: torch.Tensor | None = None,
+    mask_shape: tuple[int, ...] | None = None,
+) -> torch.Tensor:
+    """``out = x * M + B`` (alpha dropout's affine map): where the stream word of the mask element
+    is ``>= threshold`` (kept) ``M = a`` and ``B = kept_shift``, elsewhere ``M = 0`` and
+    ``B = dropped_value``.
+
+    ``a``, ``kept_shift`` and ``dropped_value`` are rounded once to the accumulation dtype; the
+    product ``x * M`` is rounded in it, then the sum ``+ B`` (two roundings: fast backends must
+    not contract them into a fused multiply-add), then the result once to ``x.dtype``: exactly
+    :class:`dropkit.ops.MaskOp`'s affine route. A dropped NaN stays NaN (``NaN * 0 + B``).
+    ``out`` and ``mask_shape`` as in :func:`apply_keep_mask`.
+    """
+    shape = x.shape if mask_shape is None else tuple(mask_shape)
+    words = rng.stream_words(math.prod(shape), seed, offset, device=x.device).reshape(shape)
+    return affine_from_words(x, words, threshold, a, kept_shift, dropped_value, out)
+
+
+def affine_from_words(
+    x: torch.Tensor,
+    words: torch.Tensor,
+    threshold: int,
+    a: float,
+    kept_shift: float,
+    dropped_value: float,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`apply_keep_affine` given the mask's stream ``words`` (int64, the mask's shape,
+    broadcastable to ``x``): how a backend that draws the words itself finishes with the
+    reference's own operations (so its bits are the reference's by construction)."""
+    acc = accumulation_dtype(x.dtype)
+    kept = words >= threshold
+    multiplier = torch.where(kept, _scalar(a, acc, x.device), _scalar(0.0, acc, x.device))
+    shift = torch.where(
+        kept, _scalar(kept_shift, acc, x.device), _scalar(dropped_value, acc, x.device)
+    )
+    return _written((x.to(acc) * multiplier).add_(shift).to(x.dtype), out)
+
+
+def _scalar(value: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.tensor(value, dtype=dtype, device=device)
+
+
+def _written(result: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
     if out is None:
         return result
     out.copy_(result)
@@ -100,7 +157,4 @@ def bias_dropout_add(
     acc = accumulation_dtype(x.dtype)
     multiplier = keep_multiplier(x.shape, seed, offset, threshold, scale, acc, x.device)
     result = (residual.to(acc) + (x.to(acc) + bias.to(acc)) * multiplier).to(x.dtype)
-    if out is None:
-        return result
-    out.copy_(result)
-    return out
+    return _written(result, out)

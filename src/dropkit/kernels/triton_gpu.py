@@ -1,10 +1,11 @@
 """The Triton backend: dropkit's stream and kernels for CUDA tensors, bit-identical to reference.
 
 Same contract as :mod:`dropkit.kernels.reference` (which defines the semantics bit for bit):
-:func:`apply_keep_mask`, :func:`stream_words`, :func:`normal` and :func:`bias_dropout_add`, plus
-:func:`available`. The stream is the one of :mod:`dropkit.rng` (Philox4x32-10, Salmon et al.,
-SC'11): element ``i`` at offset ``o`` reads word ``j % 4`` of the counter
-``(j // 4 & 0xffffffff, j // 4 >> 32, 0, 0)`` under the key ``(seed lo, seed hi)``, ``j = i + o``.
+:func:`apply_keep_mask`, :func:`apply_keep_affine`, :func:`stream_words`, :func:`normal` and
+:func:`bias_dropout_add`, plus :func:`available`. The stream is the one of :mod:`dropkit.rng`
+(Philox4x32-10, Salmon et al., SC'11): element ``i`` at offset ``o`` reads word ``j % 4`` of the
+counter ``(j // 4 & 0xffffffff, j // 4 >> 32, 0, 0)`` under the key ``(seed lo, seed hi)``,
+``j = i + o``.
 
 Layout on the GPU. A program owns ``_GROUPS`` consecutive counters ``g`` (64-bit, split in two
 32-bit words) and evaluates Philox once per counter. It works on ``[_GROUPS, 4]`` blocks whose row
@@ -27,6 +28,10 @@ Exactness:
   reference's three roundings (``t = x + bias``, ``y = t * m``, ``z = residual + y``) instead of a
   fused multiply-add. (With fusion enabled, Triton's default, the same kernel compiles to
   ``fma.rn.f32``.)
+- broadcast masks (``mask_shape``) and the affine map of alpha dropout draw the mask's words (or
+  multipliers) in Triton and finish with the reference's own torch operations on the same device,
+  so their bits are the reference's by construction (no dedicated kernel: none could be timed
+  without a GPU).
 - :func:`normal` computes the two uniforms of each variate in Triton (exact: a 24-bit integer
   times ``2**-24`` in float64) and finishes with the very torch operations of
   :func:`dropkit.rng.normal` on the same device, because Triton's ``log``/``cos`` (libdevice) are
@@ -53,11 +58,12 @@ import threading
 import torch
 
 from dropkit import rng
-from dropkit.kernels import MAX_STREAM_INDEX
+from dropkit.kernels import MAX_STREAM_INDEX, reference
 
 __all__ = [
     "LAUNCH_OPTIONS",
     "SUPPORTED_DTYPES",
+    "apply_keep_affine",
     "apply_keep_mask",
     "available",
     "bias_dropout_add",
@@ -430,37 +436,47 @@ def apply_keep_mask(
     threshold: int,
     scale: float,
     out: torch.Tensor | None = None,
+    mask_shape: tuple[int, ...] | None = None,
 ) -> torch.Tensor:
-    """Same contract as :func:`dropkit.kernels.reference.apply_keep_mask` (without ``mask_shape``):
+    """Same contract as :func:`dropkit.kernels.reference.apply_keep_mask`:
     ``out = x * (scale if word(i + offset) >= threshold else 0)``, formed in the accumulation
     dtype and rounded once.
 
     ``x`` must be contiguous; ``out``, if given, must be contiguous with ``x``'s shape, dtype and
     device (it may be ``x`` itself: each element is read before it is written, by the same thread).
+    A ``mask_shape`` other than ``x``'s: the kernel draws the multipliers of the mask (over a
+    tensor of ones: ``1 * scale`` is exact), then torch broadcasts the multiply (computed in the
+    accumulation dtype and rounded once into ``out``, as the reference).
     """
     _require_triton()
     _check_float(x, "x")
     _check_device(x, "x")
     if not x.is_contiguous():
         raise ValueError("triton_gpu.apply_keep_mask: x must be contiguous")
-    n = x.numel()
-    offset = _check_stream(n, offset)
+    mask_numel = x.numel() if mask_shape is None else math.prod(mask_shape)
+    offset = _check_stream(mask_numel, offset)
     threshold = _check_threshold(threshold)
     if out is None:
         out = torch.empty_like(x, memory_format=torch.contiguous_format)
     else:
         _check_out(out, x)
-    if n == 0:
+    if x.numel() == 0:
+        return out
+    if mask_shape is not None and tuple(mask_shape) != tuple(x.shape):
+        acc = reference.accumulation_dtype(x.dtype)
+        multiplier = torch.ones(tuple(mask_shape), dtype=acc, device=x.device)
+        apply_keep_mask(multiplier, seed, offset, threshold, scale, out=multiplier)
+        torch.mul(x.detach(), multiplier, out=out.detach())
         return out
     k0, k1 = rng.split_seed(seed)
-    launch = _stream_launch(n, offset)
+    launch = _stream_launch(mask_numel, offset)
     grid = launch.pop("grid")
     _launch(
         "_keep_mask_kernel",
         grid,
         x.detach(),
         out.detach(),
-        n,
+        mask_numel,
         k0,
         k1,
         threshold=threshold,
@@ -469,6 +485,35 @@ def apply_keep_mask(
         **launch,
     )
     return out
+
+
+def apply_keep_affine(
+    x: torch.Tensor,
+    seed: int,
+    offset: int,
+    threshold: int,
+    a: float,
+    kept_shift: float,
+    dropped_value: float,
+    out: torch.Tensor | None = None,
+    mask_shape: tuple[int, ...] | None = None,
+) -> torch.Tensor:
+    """Same contract as :func:`dropkit.kernels.reference.apply_keep_affine`: the mask's stream
+    words from Triton, the rest by the reference's own torch operations
+    (:func:`dropkit.kernels.reference.affine_from_words`) on ``x``'s device."""
+    _require_triton()
+    _check_float(x, "x")
+    _check_device(x, "x")
+    if not x.is_contiguous():
+        raise ValueError("triton_gpu.apply_keep_affine: x must be contiguous")
+    shape = tuple(x.shape) if mask_shape is None else tuple(mask_shape)
+    mask_numel = math.prod(shape)
+    offset = _check_stream(mask_numel, offset)
+    threshold = _check_threshold(threshold)
+    if out is not None:
+        _check_out(out, x)
+    words = stream_words(mask_numel, seed, offset, x.device).reshape(shape)
+    return reference.affine_from_words(x, words, threshold, a, kept_shift, dropped_value, out)
 
 
 def stream_words(

@@ -38,9 +38,11 @@ def _keep(x, seed, offset, threshold, scale, mask_shape):
 
 
 def _keep_fused(x, seed, offset, affine, threshold, scale, mask_shape, out=None):
-    if list(x.shape) != list(mask_shape):
-        return NotImplemented
-    return kernels.apply_keep_mask(x, seed, offset, threshold, scale, out=out)
+    # One pass for a contiguous x, broadcast masks included (channel dropout, drop-path, locked
+    # dropout): building the multiplier tensor and multiplying in torch cost two more passes.
+    return kernels.apply_keep_mask(
+        x, seed, offset, threshold, scale, out=out, mask_shape=mask_shape
+    )
 
 
 #: ``x * scale * [word >= threshold]``, the mask over ``mask_shape`` (rank of ``x``) broadcast.
@@ -60,10 +62,22 @@ def _alpha(x, seed, offset, threshold, a, kept_shift, dropped_value, mask_shape)
 
 def _alpha_fused(x, seed, offset, affine, threshold, a, kept_shift, dropped_value, mask_shape,
                  out=None):  # fmt: skip
-    if affine:
+    if not affine:
+        # The gradient, x * a m: the keep-and-scale kernel in one pass.
+        return _keep_fused(x, seed, offset, False, threshold, a, mask_shape, out)
+    if _rounds_to_zero(a, accumulation_dtype(x.dtype)):
+        # _alpha tells kept from dropped by m != 0, the kernels by the word: they differ only
+        # where a itself is 0 in the accumulation dtype (alpha_dropout's a is never below 0.85).
         return NotImplemented
-    # The gradient, x * a m: the keep-and-scale kernel in one pass.
-    return _keep_fused(x, seed, offset, False, threshold, a, mask_shape, out)
+    return kernels.apply_keep_affine(
+        x, seed, offset, threshold, a, kept_shift, dropped_value, out=out, mask_shape=mask_shape
+    )
+
+
+def _rounds_to_zero(value: float, dtype: torch.dtype) -> bool:
+    """Whether ``value`` rounds to (signed) zero in ``dtype`` (float32: ``|value| <= 2**-150``,
+    half the smallest subnormal, which ties to even, i.e. to zero)."""
+    return value == 0.0 or (dtype == torch.float32 and abs(value) <= 2.0**-150)
 
 
 #: Alpha dropout's affine map: ``a x + kept_shift`` where kept, ``dropped_value`` where dropped;
