@@ -201,3 +201,17 @@ def test_split_seed_takes_the_whole_64_bit_range_and_integer_types():
     assert rng.split_seed(-(2**63)) == rng.split_seed(2**63) == (0, 1 << 31)
     assert rng.split_seed(np.int64(7)) == rng.split_seed(torch.tensor(7)) == (7, 0)
     assert rng.check_seed(np.uint64(2**64 - 1)) == 2**64 - 1
+
+
+def test_seed_draws_follow_the_generator_as_random_does():
+    """A drawn seed is the int64 that ``random_(-2**63, 2**63 - 1)`` gives, and advances the
+    generator by the same step: masks after ``torch.manual_seed`` stay those of earlier releases."""
+    generator = torch.Generator().manual_seed(11)
+    expected_gen = torch.Generator().manual_seed(11)
+    for _ in range(3):
+        drawn = rng.draw_seed_tensor(generator)
+        expected = torch.empty((), dtype=torch.int64).random_(
+            -(2**63), 2**63 - 1, generator=expected_gen
+        )
+        assert drawn.dtype == torch.int64 and drawn.shape == () and int(drawn) == int(expected)
+    assert torch.equal(generator.get_state(), expected_gen.get_state())

@@ -249,7 +249,9 @@ def normal(
 def draw_seed_tensor(generator: torch.Generator | None = None) -> torch.Tensor:
     """Draw one 64-bit seed from ``generator`` (default: the default CPU generator) as a 0-d int64
     CPU tensor; one draw consumes the generator exactly as :func:`draw_seed` does."""
-    return torch.empty((), dtype=torch.int64).random_(-(2**63), 2**63 - 1, generator=generator)
+    # randint draws as empty(()).random_(low, high) does (same value, same generator step), in
+    # one call instead of two.
+    return torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, generator=generator)
 
 
 def draw_seed(generator: torch.Generator | None = None) -> int:
