@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 
 import numpy as np
 import torch
@@ -247,16 +248,29 @@ def normal(
 
 
 def draw_seed_tensor(generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw one 64-bit seed from ``generator`` (default: the default CPU generator) as a 0-d int64
-    CPU tensor; one draw consumes the generator exactly as :func:`draw_seed` does."""
+    """Draw one 64-bit seed from ``generator`` (default: the default CPU generator) as a new 0-d
+    int64 CPU tensor (what a traced graph records); one draw consumes the generator exactly as
+    :func:`draw_seed` does."""
     # randint draws as empty(()).random_(low, high) does (same value, same generator step), in
     # one call instead of two.
     return torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, generator=generator)
 
 
+# One 0-d buffer per thread for draw_seed: a draw then allocates nothing (concurrent threads
+# never share one, so none reads another's seed).
+_draw_buffers = threading.local()
+
+
 def draw_seed(generator: torch.Generator | None = None) -> int:
-    """Draw one 64-bit seed (a signed int64 value) from ``generator`` or the default generator."""
-    return int(draw_seed_tensor(generator))
+    """Draw one 64-bit seed (a signed int64 value) from ``generator`` or the default generator:
+    the value :func:`draw_seed_tensor` would give, advancing the generator by the same step."""
+    buffer = getattr(_draw_buffers, "seed", None)
+    if buffer is None:
+        # A normal tensor even when the first draw happens in inference mode: an inference
+        # tensor could not be written by a later draw outside it.
+        with torch.inference_mode(False):
+            buffer = _draw_buffers.seed = torch.empty((), dtype=torch.int64)
+    return buffer.random_(-(2**63), 2**63 - 1, generator=generator).item()
 
 
 def derive_seed(base_seed: int, index: int) -> int:

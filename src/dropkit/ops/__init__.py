@@ -8,7 +8,8 @@ rule that keeps only the seed (and the tensors the rule names), and the cheap ea
 """
 
 from dropkit.ops import checks
-from dropkit.ops._factory import MaskOp, StreamOp, overridable, plain_eager
+from dropkit.ops._factory import MaskOp, StreamOp, overridable
+from dropkit.ops._route import plain_eager
 from dropkit.ops._stream import draw_seed, resolve_stream, seed_tensor
 from dropkit.ops.drop_connect import CONV2D, CONV2D_PER_SAMPLE, LINEAR, LINEAR_PER_SAMPLE, NORMAL
 from dropkit.ops.fused import BIAS_DROPOUT_ADD

@@ -31,27 +31,11 @@ from types import SimpleNamespace
 
 import torch
 from torch.overrides import handle_torch_function, has_torch_function
-from torch.utils._python_dispatch import _get_current_dispatch_mode
 
+from dropkit.ops._route import plain_eager
 from dropkit.ops._stream import seed_tensor
 
-__all__ = ["MaskOp", "StreamOp", "overridable", "plain_eager"]
-
-_PLAIN = (torch.Tensor, torch.nn.Parameter)
-
-
-def plain_eager(tensors) -> bool:
-    """Whether nothing traces, fakes or transforms a call on ``tensors`` (then the op's dispatch
-    is not needed)."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
-        return False
-    if torch._C._is_torch_function_mode_enabled() or _get_current_dispatch_mode() is not None:
-        return False
-    for t in tensors:
-        if type(t) not in _PLAIN or t.is_meta or torch._C._functorch.is_functorch_wrapped_tensor(t):
-            return False
-    return True
-
+__all__ = ["MaskOp", "StreamOp", "overridable"]
 
 _ARG = re.compile(r"\s*(Tensor\??|int\[\]|float\[\]|SymInt\[\]|int|float|bool|str)\s+(\w+)")
 
