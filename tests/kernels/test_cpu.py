@@ -377,3 +377,60 @@ def test_bad_tensors_are_refused_by_the_affine_map():
         cpu.apply_keep_affine(x.t(), 1, 0, 5, *AFFINE)
     with pytest.raises(ValueError, match=r"apply_keep_affine: out must have x's shape \(6, 8\)"):
         cpu.apply_keep_affine(x, 1, 0, 5, *AFFINE, torch.empty(48), (6, 1))
+
+
+# -- dropkit_cpu::keep: dropout with a gradient as one C++ op with its autograd node -------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize(
+    ("seed", "offset", "p"), [(3, 0, 0.5), (2**64 - 5, 11, 0.3), (-(2**63), 2**40, 0.9)]
+)
+def test_dropout_with_a_gradient_takes_the_cpp_node_and_the_reference_values(
+    dtype, seed, offset, p
+):
+    from dropkit import functional as DF
+
+    x = torch.randn(37, 91).to(dtype).requires_grad_()
+    grad = torch.randn(37, 91).to(dtype).requires_grad_()
+    y = DF.dropout(x, p, seed=seed, offset=offset)
+    assert type(y.grad_fn).__name__ == "CppFunction"  # no Python autograd.Function
+    (gx,) = torch.autograd.grad(y, x, grad, create_graph=True)
+    threshold, scale = rng.keep_threshold(p), 1.0 / (1.0 - p)
+    assert torch.equal(
+        y.detach(), reference.apply_keep_mask(x.detach(), seed, offset, threshold, scale)
+    )
+    assert torch.equal(
+        gx.detach(), reference.apply_keep_mask(grad.detach(), seed, offset, threshold, scale)
+    )
+    # The backward is the op again, differentiable in the incoming gradient (double backward).
+    (ggrad,) = torch.autograd.grad(gx.sum(), grad)
+    ones = torch.ones_like(x).detach()
+    assert torch.equal(ggrad, reference.apply_keep_mask(ones, seed, offset, threshold, scale))
+
+
+def test_the_cpp_node_is_only_taken_where_it_applies():
+    from dropkit import functional as DF
+
+    wide = torch.randn(8, 6).t().requires_grad_()  # not contiguous: the Python rule, same values
+    y = DF.dropout(wide, 0.5, seed=1)
+    assert type(y.grad_fn).__name__ != "CppFunction"
+    assert torch.equal(y.detach(), DF.dropout(wide.detach().contiguous(), 0.5, seed=1))
+    big = torch.empty(8 << 20)  # 32 MiB: empty_output's huge pages, through the ctypes kernel
+    assert cpu.apply_keep_mask_autograd(big, 1, 0, 2**31, 2.0) is NotImplemented
+    maps = torch.randn(2, 3, 4, 4, requires_grad=True)  # a broadcast mask: the Python rule
+    assert type(DF.dropout2d(maps, 0.5, seed=1).grad_fn).__name__ != "CppFunction"
+
+
+def test_registering_the_op_again_fails_softly():
+    cpu.available()
+    op = cpu._state.keep_op
+    assert op is not None
+    # A library loaded later in the process finds the op and does not register it again ...
+    assert cpu._register_keep_op(cpu._state.lib) is op
+    # ... and a second registration is refused with an error code, not by aborting the process.
+    assert cpu._state.lib.dropkit_register_ops() != 0
+    x = torch.randn(5, requires_grad=True)
+    assert torch.equal(
+        op(x, 1, 2, 0, 2**31, 2.0), cpu.apply_keep_mask_autograd(x, 1 + (2 << 32), 0, 2**31, 2.0)
+    )

@@ -202,6 +202,11 @@ def work(seed):
     # Elementwise, broadcast (channel) and affine masks: each one kernel call, serial in a child.
     ys = [DF.dropout(x, 0.5, seed=seed), DF.dropout2d(maps, 0.5, seed=seed),
           DF.feature_alpha_dropout(maps, 0.5, True, seed=seed)]
+    # With a gradient: the C++ op dropkit_cpu::keep and its autograd node, serial in a child too.
+    leaf = torch.from_numpy(np.ones(1 << 18, dtype=np.float32)).requires_grad_()
+    y = DF.dropout(leaf, 0.5, seed=seed)
+    y.backward(torch.from_numpy(np.full(1 << 18, 3.0, dtype=np.float32)))
+    ys += [y.detach(), leaf.grad]
     return torch.get_num_threads(), [hashlib.sha256(y.numpy().tobytes()).hexdigest() for y in ys]
 
 class Noisy(Dataset):

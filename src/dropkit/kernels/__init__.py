@@ -32,6 +32,7 @@ __all__ = [
     "MAX_STREAM_INDEX",
     "apply_keep_affine",
     "apply_keep_mask",
+    "apply_keep_mask_autograd",
     "bias_dropout_add",
     "get_backend",
     "normal",
@@ -163,6 +164,20 @@ def apply_keep_mask(
     _check_stream(numel, offset)
     _check_keep(threshold)
     return _backend_for(x.device).apply_keep_mask(x, seed, offset, threshold, scale, out, shape)
+
+
+def apply_keep_mask_autograd(
+    x: torch.Tensor, seed: int, offset: int, threshold: int, scale: float
+) -> torch.Tensor:
+    """:func:`apply_keep_mask` (a mask of ``x``'s shape) as one op whose gradient rule is the
+    backend's own (the C++ backend: an autograd node in C++), or ``NotImplemented`` where the
+    backend has none for ``x`` (the caller then uses its own autograd rule: the same values)."""
+    _check_stream(x.numel(), offset)
+    _check_keep(threshold)
+    native = getattr(_backend_for(x.device), "apply_keep_mask_autograd", None)
+    if native is None:
+        return NotImplemented
+    return native(x, seed, offset, threshold, scale)
 
 
 def apply_keep_affine(

@@ -33,7 +33,7 @@ _MADV_POPULATE_WRITE = 23  # Linux >= 5.14; older kernels answer EINVAL and noth
 # glibc serves blocks below its largest mmap threshold (32 MiB on 64-bit) from the heap once a
 # block of that size has been freed, so they are already mapped; measured, advising such a buffer
 # made a broadcast multiply 2-7% slower (4-16 MiB).
-_ADVISE_MIN_BYTES = 32 << 20
+ADVISE_MIN_BYTES = 32 << 20
 
 
 def _load_madvise():
@@ -56,7 +56,7 @@ def empty_output(like: torch.Tensor) -> torch.Tensor:
     """An uninitialised contiguous CPU tensor of ``like``'s shape and dtype."""
     out = torch.empty_like(like, memory_format=torch.contiguous_format)
     nbytes = out.numel() * out.element_size()
-    if _madvise is not None and nbytes >= _ADVISE_MIN_BYTES:
+    if _madvise is not None and nbytes >= ADVISE_MIN_BYTES:
         address = out.data_ptr()
         # Only whole (huge) pages inside the buffer: never advise memory that is not ours.
         # Both calls are advisory: a failure changes nothing but the time.

@@ -47,7 +47,7 @@ import torch
 
 from dropkit import rng
 from dropkit.kernels import reference
-from dropkit.kernels._memory import empty_output
+from dropkit.kernels._memory import ADVISE_MIN_BYTES, empty_output
 
 try:
     import fcntl
@@ -61,6 +61,7 @@ __all__ = [
     "SUPPORTED_DTYPES",
     "apply_keep_affine",
     "apply_keep_mask",
+    "apply_keep_mask_autograd",
     "available",
     "bias_dropout_add",
     "broadcast_pattern",
@@ -77,7 +78,7 @@ CACHE_ENV = "DROPKIT_CACHE_DIR"
 LOCK_TIMEOUT_S = 600.0
 # Build folders of killed builds older than this are removed by the next build.
 _STALE_BUILD_S = 3600.0
-_ABI_VERSION = 3
+_ABI_VERSION = 4
 _LIBRARY = "libdropkit_cpu.so"
 _CHECKSUM = _LIBRARY + ".sha256"
 
@@ -109,6 +110,8 @@ class _State:
         self.path: Path | None = None
         self.failed: str | None = None
         self.built = False  # whether this process compiled the library (tests count builds)
+        # torch.ops.dropkit_cpu.keep.default once registered (see _register_keep_op)
+        self.keep_op: torch._ops.OpOverload | None = None
         # In a forked child the kernels run on the calling thread: GNU OpenMP (torch's CPU wheels)
         # cannot start a thread team in a child forked after the parent used one — torch's own
         # parallel operators hang there unless torch.set_num_threads(1), as DataLoader workers do.
@@ -340,6 +343,7 @@ def _open(path: Path) -> ctypes.CDLL:
         ),
         "dropkit_stream_words": (ptr, i64, u64, u32, u32, ctypes.c_int),
         "dropkit_normal_uniforms": (ptr, ptr, i64, u64, u32, u32, ctypes.c_int),
+        "dropkit_register_ops": (),
     }
     for name, argtypes in signatures.items():
         function = getattr(lib, name)
@@ -375,6 +379,26 @@ def _load() -> tuple[ctypes.CDLL, Path]:
     return _open(path), path
 
 
+def _register_keep_op(lib: ctypes.CDLL) -> torch._ops.OpOverload | None:
+    """``torch.ops.dropkit_cpu.keep.default``, registered by ``lib`` unless this process already
+    has it; None (with a warning) if the registration fails — the ctypes kernels still work."""
+    try:
+        # Another dropkit library loaded earlier in this process may have registered it (a
+        # second definition of the op would fail).
+        registered = torch._C._dispatch_has_kernel_for_dispatch_key("dropkit_cpu::keep", "CPU")
+    except RuntimeError:  # the operator does not exist yet
+        registered = False
+    if not registered and lib.dropkit_register_ops() != 0:
+        warnings.warn(
+            "dropkit: the C++ op dropkit_cpu::keep could not be registered; dropout with "
+            "gradients uses the Python autograd route (same values, slower per call).",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return None
+    return torch.ops.dropkit_cpu.keep.default
+
+
 def _library() -> ctypes.CDLL | None:
     """The loaded library, building it on first use; None (after one warning) where impossible."""
     lib = _state.lib
@@ -396,6 +420,8 @@ def _library() -> ctypes.CDLL | None:
                     RuntimeWarning,
                     stacklevel=3,
                 )
+            else:
+                _state.keep_op = _register_keep_op(_state.lib)
     return _state.lib
 
 
@@ -533,6 +559,21 @@ def apply_keep_mask(
     if out is not None:
         torch.autograd.graph.increment_version(out)  # written behind autograd's back
     return target
+
+
+def apply_keep_mask_autograd(
+    x: torch.Tensor, seed: int, offset: int, threshold: int, scale: float
+) -> torch.Tensor:
+    """:func:`apply_keep_mask` as one torch op whose gradient (the same op on the incoming
+    gradient) is a C++ autograd node: no Python runs in backward. ``NotImplemented`` where it does
+    not apply: no library, an unsupported dtype, a non-contiguous ``x``, or an output large enough
+    for :func:`~dropkit.kernels._memory.empty_output`'s huge pages."""
+    if _library() is None or _state.keep_op is None or x.dtype not in _DTYPE_CODES:
+        return NotImplemented
+    if not x.is_contiguous() or x.numel() * x.element_size() >= ADVISE_MIN_BYTES:
+        return NotImplemented
+    k0, k1 = rng.split_seed(seed)
+    return _state.keep_op(x, k0, k1, offset, threshold, scale)
 
 
 def apply_keep_affine(

@@ -56,6 +56,10 @@ class StreamOp:
         fake: the fake (meta) implementation; default ``torch.empty_like(first argument)`` (the
             layout the real forward returns).
         saves: names of tensor arguments the backward needs.
+        native: optional ``native(*args)`` (seed an int) for the eager route with gradients: the
+            forward as one op whose autograd rule a backend implements natively (the C++ backend's
+            node runs no Python in backward), or ``NotImplemented`` where it does not apply. It
+            must give the values and gradients of ``forward`` and ``backward``.
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class StreamOp:
         fake: Callable | None = None,
         saves: tuple[str, ...] = (),
         returns: str = "Tensor",
+        native: Callable | None = None,
     ) -> None:
         parsed = [_ARG.fullmatch(part) for part in schema.split(",")]
         if not all(parsed):
@@ -80,6 +85,7 @@ class StreamOp:
         self._save_idx = [self.arg_names.index(n) for n in saves]
         self._forward = forward
         self._backward = backward
+        self._native = native
 
         def impl(*args):
             args = list(args)
@@ -140,6 +146,10 @@ class StreamOp:
                 args[self._seed] = int(seed)
             if (self._backward is not None and torch.is_grad_enabled()
                     and any(t.requires_grad for t in tensors)):  # fmt: skip
+                if self._native is not None:
+                    result = self._native(*args)
+                    if result is not NotImplemented:
+                        return result
                 return self._function.apply(*args)
             return self._forward(*args)
         if not isinstance(seed, torch.Tensor):
@@ -160,11 +170,13 @@ class MaskOp(StreamOp):
     accumulation dtype and rounded once. The gradient is the op with ``affine=False``.
 
     ``fused(x, seed, offset, affine, *params, out=None)``: optional one-pass route for a contiguous
-    ``x``; returns ``NotImplemented`` where it does not apply.
+    ``x``; returns ``NotImplemented`` where it does not apply. ``native(x, seed, offset, affine,
+    *params)``: see :class:`StreamOp`.
     """
 
     def __init__(self, name: str, params: str, multiplier: Callable, *,
-                 fused: Callable | None = None, select: bool = False) -> None:  # fmt: skip
+                 fused: Callable | None = None, select: bool = False,
+                 native: Callable | None = None) -> None:  # fmt: skip
         self._multiplier = multiplier
         self._fused = fused
         self._select = select
@@ -172,7 +184,7 @@ class MaskOp(StreamOp):
                               if m and m.group(1).startswith("Tensor"))  # fmt: skip
         super().__init__(
             name, f"Tensor x, Tensor seed, int offset, bool affine, {params}", self.apply,
-            backward=self._grad, saves=tensor_params,
+            backward=self._grad, saves=tensor_params, native=native,
         )  # fmt: skip
 
     def apply(self, x, seed: int, offset: int, affine: bool, *params, out=None):

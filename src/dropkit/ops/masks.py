@@ -45,8 +45,19 @@ def _keep_fused(x, seed, offset, affine, threshold, scale, mask_shape, out=None)
     )
 
 
+def _keep_native(x, seed, offset, affine, threshold, scale, mask_shape):
+    # Element-wise masks (dropout itself) with a gradient: the backend's op with its own autograd
+    # node, where it has one (the C++ backend, for contiguous CPU tensors).
+    if list(x.shape) != list(mask_shape):
+        return NotImplemented
+    return kernels.apply_keep_mask_autograd(x, seed, offset, threshold, scale)
+
+
 #: ``x * scale * [word >= threshold]``, the mask over ``mask_shape`` (rank of ``x``) broadcast.
-KEEP = MaskOp("keep", "int threshold, float scale, int[] mask_shape", _keep, fused=_keep_fused)
+KEEP = MaskOp(
+    "keep", "int threshold, float scale, int[] mask_shape", _keep, fused=_keep_fused,
+    native=_keep_native,
+)  # fmt: skip
 
 
 # -- alpha dropout: the affine pair (a m, kept_shift or dropped_value) -----------------------------

@@ -9,8 +9,19 @@
 // product and sum is one IEEE operation rounded to nearest even, as torch's own CPU ops are.
 // Compiled with -fopenmp so that at::parallel_for's inline OpenMP region is real, but linked
 // without it: the OpenMP runtime is the one libtorch_cpu already loaded (one thread team).
+//
+// One torch op besides the C ABI: dropkit_cpu::keep, the keep-and-scale kernel with its autograd
+// node in C++, which the op layer's eager route takes when a gradient is needed (a Python
+// autograd.Function costs more than the kernel on small tensors). It is registered by an explicit
+// call (dropkit_register_ops), not by a static initializer: a registration that fails then returns
+// an error code instead of aborting the process inside dlopen.
 
 #include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty_like.h>
+#include <pthread.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/library.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
@@ -651,13 +662,120 @@ int guarded(const F& f) {
 
 }  // namespace
 
+// -- dropkit_cpu::keep: the keep-and-scale kernel as a torch op with a C++ autograd node ----------
+
+namespace {
+
+// In a forked child the op runs on the calling thread (GNU OpenMP cannot start a team there), as
+// the C entry points do when dropkit.kernels.cpu passes serial=1 after a fork.
+bool g_forked_child = false;
+
+struct ForkWatch {
+  ForkWatch() { pthread_atfork(nullptr, nullptr, [] { g_forked_child = true; }); }
+} g_fork_watch;
+
+// x contiguous (the Python route guarantees it); k0, k1 the Philox key of the seed; threshold in
+// [0, 2**32]. The output is a new contiguous tensor of x's shape and dtype.
+at::Tensor keep_cpu(const at::Tensor& x_, int64_t k0, int64_t k1, int64_t offset,
+                    int64_t threshold, double scale) {
+  TORCH_CHECK(offset >= 0, "dropkit_cpu::keep: offset must be >= 0, got ", offset);
+  TORCH_CHECK(threshold >= 0 && threshold <= (int64_t(1) << 32),
+              "dropkit_cpu::keep: threshold must be in [0, 2**32], got ", threshold);
+  const at::Tensor x = x_.contiguous();
+  at::Tensor out = at::empty_like(x, at::MemoryFormat::Contiguous);
+  const int64_t n = x.numel();
+  const auto key0 = static_cast<uint32_t>(k0), key1 = static_cast<uint32_t>(k1);
+  const auto off = static_cast<uint64_t>(offset);
+  const auto thr = static_cast<uint64_t>(threshold);
+  switch (x.scalar_type()) {
+    case at::kFloat:
+      keep_mask_kernel(x.const_data_ptr<float>(), out.mutable_data_ptr<float>(), n, off, key0,
+                       key1, thr, scale, g_forked_child);
+      break;
+    case at::kDouble:
+      keep_mask_kernel(x.const_data_ptr<double>(), out.mutable_data_ptr<double>(), n, off, key0,
+                       key1, thr, scale, g_forked_child);
+      break;
+    case at::kHalf:
+      keep_mask_kernel(x.const_data_ptr<c10::Half>(), out.mutable_data_ptr<c10::Half>(), n, off,
+                       key0, key1, thr, scale, g_forked_child);
+      break;
+    case at::kBFloat16:
+      keep_mask_kernel(x.const_data_ptr<c10::BFloat16>(), out.mutable_data_ptr<c10::BFloat16>(),
+                       n, off, key0, key1, thr, scale, g_forked_child);
+      break;
+    default:
+      TORCH_CHECK(false, "dropkit_cpu::keep: unsupported dtype ", x.scalar_type());
+  }
+  return out;
+}
+
+using KeepSignature = at::Tensor(const at::Tensor&, int64_t, int64_t, int64_t, int64_t, double);
+
+const c10::TypedOperatorHandle<KeepSignature>& keep_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("dropkit_cpu::keep", "")
+                             .typed<KeepSignature>();
+  return op;
+}
+
+// The gradient of x * M is grad * M: the same op on the gradient, called through the dispatcher
+// (so with create_graph the backward is differentiable in turn). Only the key, offset, threshold
+// and scale are kept, no tensor.
+struct KeepFunction : public torch::autograd::Function<KeepFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            int64_t k0, int64_t k1, int64_t offset, int64_t threshold,
+                            double scale) {
+    ctx->saved_data["k0"] = k0;
+    ctx->saved_data["k1"] = k1;
+    ctx->saved_data["offset"] = offset;
+    ctx->saved_data["threshold"] = threshold;
+    ctx->saved_data["scale"] = scale;
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return keep_op().call(x, k0, k1, offset, threshold, scale);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    at::Tensor grad = keep_op().call(
+        grads[0], ctx->saved_data["k0"].toInt(), ctx->saved_data["k1"].toInt(),
+        ctx->saved_data["offset"].toInt(), ctx->saved_data["threshold"].toInt(),
+        ctx->saved_data["scale"].toDouble());
+    return {grad, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor keep_autograd(const at::Tensor& x, int64_t k0, int64_t k1, int64_t offset,
+                         int64_t threshold, double scale) {
+  return KeepFunction::apply(x, k0, k1, offset, threshold, scale);
+}
+
+}  // namespace
+
 // dtype codes: 0 float32, 1 float64, 2 float16, 3 bfloat16. Built with -fvisibility=hidden:
 // only these entry points are exported.
 #define DROPKIT_EXPORT __attribute__((visibility("default")))
 
 extern "C" {
 
-DROPKIT_EXPORT int dropkit_abi_version() { return 3; }
+DROPKIT_EXPORT int dropkit_abi_version() { return 4; }
+
+// Registers dropkit_cpu::keep (schema, CPU kernel, autograd kernel); 0 on success. Call it once
+// per process, and only where the namespace has no keep op yet.
+DROPKIT_EXPORT int dropkit_register_ops() {
+  return guarded([&] {
+    static auto* definitions = new torch::Library(torch::Library::FRAGMENT, "dropkit_cpu",
+                                                  std::nullopt, __FILE__, __LINE__);
+    definitions->def(
+        "keep(Tensor x, int k0, int k1, int offset, int threshold, float scale) -> Tensor");
+    static auto* cpu = new torch::Library(torch::Library::IMPL, "dropkit_cpu",
+                                          c10::DispatchKey::CPU, __FILE__, __LINE__);
+    cpu->impl("keep", keep_cpu);
+    static auto* autograd = new torch::Library(torch::Library::IMPL, "dropkit_cpu",
+                                               c10::DispatchKey::Autograd, __FILE__, __LINE__);
+    autograd->impl("keep", keep_autograd);
+  });
+}
 
 DROPKIT_EXPORT int dropkit_keep_mask(int dtype, const void* x, void* out, int64_t n,
                                      uint64_t offset, uint32_t k0, uint32_t k1,
