@@ -1,13 +1,14 @@
 """dropkit: the dropout family of regularizers for PyTorch, exact, reproducible and fast on the CPU.
 
-Importing dropkit registers its custom operators and compiles nothing; the C++ CPU kernels are
-built (or loaded from a checksummed per-user cache) on first use (see dropkit.kernels.cpu).
+Importing dropkit registers its operators with torch's dispatcher and loads their compiled CPU
+kernels, built once per machine and torch version into a per-user cache (see dropkit.kernels.cpu);
+where they cannot be built, the plain-torch reference kernels serve, with the same masks.
 """
 
 from dropkit import constraints, functional, mc, nn, ops, rng
 from dropkit.constraints import MaxNorm, max_norm_
 from dropkit.convert import convert
-from dropkit.kernels import get_backend, set_backend
+from dropkit.kernels import backend
 from dropkit.replace import replace_dropout
 
 __version__ = "0.1.0"
@@ -15,15 +16,14 @@ __version__ = "0.1.0"
 __all__ = [
     "MaxNorm",
     "__version__",
+    "backend",
     "constraints",
     "convert",
     "functional",
-    "get_backend",
     "max_norm_",
     "mc",
     "nn",
     "ops",
     "replace_dropout",
     "rng",
-    "set_backend",
 ]

@@ -7,7 +7,7 @@ import math
 import torch
 
 from dropkit import _state, rng
-from dropkit.ops import ALPHA, overridable, resolve_stream
+from dropkit.ops import overridable, resolve_stream
 from dropkit.ops.checks import check_floating, check_offset, check_probability, check_tensor
 
 __all__ = ["alpha_dropout", "feature_alpha_dropout"]
@@ -38,13 +38,15 @@ def _alpha(input, p, training, inplace, feature, generator, seed, offset):
         shape = list(input.shape[:2]) + [1] * (input.dim() - 2)
     else:
         shape = list(input.shape)
-    seed_t, offset = resolve_stream(input, generator, seed, offset, math.prod(shape))
+    seed_t, offset = resolve_stream(generator, seed, offset, math.prod(shape))
     a = 1.0 / math.sqrt((SELU_ALPHA_PRIME**2 * p + 1.0) * (1.0 - p))
     args = (seed_t, offset, rng.keep_threshold(p), a, SELU_ALPHA_PRIME * a * p,
             -SELU_ALPHA_PRIME * a * (1.0 - p), shape)  # fmt: skip
-    if inplace:
-        return ALPHA.inplace(input, *args)
-    return ALPHA(input, args[0], args[1], True, *args[2:])
+    if not inplace:
+        return torch.ops.dropkit.keep_affine(input, *args)
+    if torch.is_grad_enabled() and input.requires_grad:
+        return input.copy_(torch.ops.dropkit.keep_affine(input, *args))
+    return torch.ops.dropkit.keep_affine_(input, *args)
 
 
 @overridable

@@ -6,7 +6,7 @@ import torch
 
 from dropkit import _state, rng
 from dropkit.functional._common import keep_scale
-from dropkit.ops import BIAS_DROPOUT_ADD, overridable, resolve_stream
+from dropkit.ops import overridable, resolve_stream
 from dropkit.ops.checks import check_floating, check_offset, check_probability, check_tensor
 
 __all__ = ["bias_dropout_add"]
@@ -61,6 +61,7 @@ def bias_dropout_add(
     check_offset(offset)
     if not _state.is_stochastic(training) or p == 0.0 or x.numel() == 0:
         return residual + x + bias
-    seed_t, offset = resolve_stream(x, generator, seed, offset, x.numel())
-    return BIAS_DROPOUT_ADD(x, bias, residual, seed_t, offset, rng.keep_threshold(p),
-                            keep_scale(p, "inverted"), list(bias.shape))  # fmt: skip
+    seed_t, offset = resolve_stream(generator, seed, offset, x.numel())
+    return torch.ops.dropkit.bias_dropout_add(
+        x, bias, residual, seed_t, offset, rng.keep_threshold(p), keep_scale(p, "inverted")
+    )

@@ -5,15 +5,13 @@ The base of channel (spatial) dropout, locked dropout and other structured masks
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 
-from dropkit import _state, rng
-from dropkit.functional._common import check_mode, eval_output, keep_scale
-from dropkit.ops import KEEP, overridable, resolve_stream
-from dropkit.ops.checks import check_floating, check_offset, check_probability, check_tensor
+from dropkit.functional._common import keep_dropout
+from dropkit.ops import overridable
+from dropkit.ops.checks import check_tensor
 
 __all__ = ["broadcast_dropout", "check_noise_shape", "resolve_noise_shape"]
 
@@ -50,24 +48,6 @@ def resolve_noise_shape(input: torch.Tensor, noise_shape: Sequence[int | None],
             )
         shape.append(n)
     return shape
-
-
-def masked_dropout(input, p, training, inplace, mask_shape, mode, generator, seed, offset, op):
-    """Dropout with a mask over ``mask_shape`` (checked by the caller) broadcast over ``input``:
-    the body of every keep-and-scale method."""
-    p = check_probability(p, op=op)
-    check_mode(mode, op)
-    check_offset(offset)
-    if not _state.is_stochastic(training):
-        return eval_output(input, p, mode, inplace)
-    check_floating(input, op)
-    if p == 0.0 or input.numel() == 0:
-        return input
-    seed_t, offset = resolve_stream(input, generator, seed, offset, math.prod(mask_shape))
-    args = (seed_t, offset, rng.keep_threshold(p), keep_scale(p, mode), list(mask_shape))
-    if inplace:
-        return KEEP.inplace(input, *args)
-    return KEEP(input, args[0], args[1], True, *args[2:])
 
 
 @overridable
@@ -107,5 +87,5 @@ def broadcast_dropout(
     """
     check_tensor(input, "broadcast_dropout")
     shape = resolve_noise_shape(input, check_noise_shape(noise_shape))
-    return masked_dropout(input, p, training, inplace, shape, mode, generator, seed, offset,
-                          "broadcast_dropout")  # fmt: skip
+    return keep_dropout(input, p, training, inplace, shape, mode, generator, seed, offset,
+                        "broadcast_dropout")  # fmt: skip

@@ -80,5 +80,5 @@ def cutout(
     if not _state.is_stochastic(training) or size == 0 or n_holes == 0 or input.numel() == 0:
         return input
     n = input.shape[0] if input.dim() == 4 else 1
-    seed_t, offset = resolve_stream(input, generator, seed, offset, 2 * n_holes * n)
+    seed_t, offset = resolve_stream(generator, seed, offset, 2 * n_holes * n)
     return HOLES(input, seed_t, offset, True, size, n_holes, fill)

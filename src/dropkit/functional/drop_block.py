@@ -87,7 +87,6 @@ def _drop_block(input, p, block_size, inplace, eps, training, per_channel, norma
     for s in spatial:
         seed_words *= s
     seed_t, offset = resolve_stream(
-        input,
         generator,
         seed,
         offset,
@@ -96,7 +95,7 @@ def _drop_block(input, p, block_size, inplace, eps, training, per_channel, norma
     )
     args = (seed_t, offset, threshold, sizes, per_channel, border == "clip", normalize, eps, noise)
     if inplace:
-        return BLOCKS.inplace(input, *args)
+        return input.copy_(BLOCKS(input, args[0], args[1], True, *args[2:]))
     return BLOCKS(input, args[0], args[1], True, *args[2:])
 
 

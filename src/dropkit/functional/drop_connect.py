@@ -151,13 +151,13 @@ def drop_connect_linear(
             if input.dim() < 2:
                 raise ValueError("per_sample DropConnect needs a batch dimension: input (N, *, in)")
             n = input.shape[0]
-            seed_t, off = resolve_stream(input, generator, seed, offset, n * weight.numel())
+            seed_t, off = resolve_stream(generator, seed, offset, n * weight.numel())
             chunk = max(1, _CHUNK_BUDGET // max(weight.numel(), 1))
             rows = input.reshape(n, -1, input.shape[-1]).contiguous()
             out = _ops.LINEAR_PER_SAMPLE(rows, weight, seed_t, off, threshold, scale, chunk)
             out = out.reshape(*input.shape[:-1], weight.shape[0])
             return act(out if bias is None else out + bias)
-        seed_t, off = resolve_stream(input, generator, seed, offset, weight.numel())
+        seed_t, off = resolve_stream(generator, seed, offset, weight.numel())
         return act(_ops.LINEAR(input, weight, bias, seed_t, off, threshold, scale))
     mean_factor, var_factor = _moments(p, mode)
     mean = F.linear(input, weight * mean_factor if mean_factor != 1.0 else weight, bias)
@@ -165,7 +165,6 @@ def drop_connect_linear(
         return act(mean)
     var = var_factor * F.linear(input * input, weight * weight)
     seed_t, off = resolve_stream(
-        input,
         generator,
         seed,
         offset,
@@ -276,7 +275,7 @@ def drop_connect_conv2d(
             if input.dim() != 4:
                 raise ValueError("per_sample DropConnect needs a batched (N, C, H, W) input")
             n = input.shape[0]
-            seed_t, off = resolve_stream(input, generator, seed, offset, n * weight.numel())
+            seed_t, off = resolve_stream(generator, seed, offset, n * weight.numel())
             chunk = max(1, _CHUNK_BUDGET // max(weight.numel(), 1))
             out = _ops.CONV2D_PER_SAMPLE(
                 batched.contiguous(),
@@ -292,7 +291,7 @@ def drop_connect_conv2d(
                 chunk,
             )
             return act(out if bias is None else out + bias[:, None, None])
-        seed_t, off = resolve_stream(input, generator, seed, offset, weight.numel())
+        seed_t, off = resolve_stream(generator, seed, offset, weight.numel())
         out = _ops.CONV2D(
             batched, weight, bias, seed_t, off, threshold, scale, strides, pads, dilations, groups
         )
@@ -303,7 +302,6 @@ def drop_connect_conv2d(
         return act(mean)
     var = var_factor * conv(input * input, weight * weight)
     seed_t, off = resolve_stream(
-        input,
         generator,
         seed,
         offset,

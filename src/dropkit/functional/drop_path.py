@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from dropkit import _state, rng
-from dropkit.ops import KEEP, overridable, resolve_stream
+from dropkit.ops import overridable, resolve_stream
 from dropkit.ops.checks import (
     check_floating,
     check_int,
@@ -37,8 +37,8 @@ def _branch_drop(x, p, per_sample, scale, generator, seed, offset, op):
             "0-d tensor"
         )
     shape = [x.shape[0] if per_sample else 1] + [1] * (x.dim() - 1)
-    seed_t, offset = resolve_stream(x, generator, seed, offset, shape[0] if shape else 1)
-    return KEEP(x, seed_t, offset, True, rng.keep_threshold(p), scale, shape)
+    seed_t, offset = resolve_stream(generator, seed, offset, shape[0] if shape else 1)
+    return torch.ops.dropkit.keep(x, seed_t, offset, rng.keep_threshold(p), scale, shape)
 
 
 @overridable

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from dropkit import _state, rng
-from dropkit.functional._common import check_mode, eval_output, keep_scale
-from dropkit.ops import KEEP, overridable, resolve_stream
-from dropkit.ops.checks import check_floating, check_offset, check_probability, check_tensor
+from dropkit.functional._common import keep_dropout
+from dropkit.ops import overridable
+from dropkit.ops.checks import check_tensor
 
 __all__ = ["dropout"]
 
@@ -62,16 +61,5 @@ def dropout(
         eval or ``p=0`` inverted dropout, like torch).
     """
     check_tensor(input, "dropout")
-    p = check_probability(p)
-    check_mode(mode)
-    check_offset(offset)
-    if not _state.is_stochastic(training):
-        return eval_output(input, p, mode, inplace)
-    check_floating(input, "dropout")
-    if p == 0.0 or input.numel() == 0:
-        return input
-    seed_t, offset = resolve_stream(input, generator, seed, offset, input.numel())
-    args = (seed_t, offset, rng.keep_threshold(p), keep_scale(p, mode), list(input.shape))
-    if inplace:
-        return KEEP.inplace(input, *args)
-    return KEEP(input, args[0], args[1], True, *args[2:])
+    return keep_dropout(input, p, training, inplace, list(input.shape), mode, generator, seed,
+                        offset, "dropout")  # fmt: skip

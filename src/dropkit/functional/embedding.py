@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from dropkit import _state, rng
-from dropkit.ops import WORDS, overridable, resolve_stream
+from dropkit.ops import EMBEDDING, overridable, resolve_stream
 from dropkit.ops.checks import check_offset, check_probability, check_tensor
 
 __all__ = ["embedding_dropout"]
@@ -65,6 +65,6 @@ def embedding_dropout(
         return out
     # The mask's elements are the V word types, shared by every replica of a batch (so Monte-Carlo
     # passes over this op loop rather than batch; see dropkit.mc).
-    seed_t, offset = resolve_stream(weight, generator, seed, offset, weight.shape[0])
+    seed_t, offset = resolve_stream(generator, seed, offset, weight.shape[0])
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
-    return WORDS(out, seed_t, offset, True, input, rng.keep_threshold(p), scale)
+    return EMBEDDING(out, seed_t, offset, True, input, rng.keep_threshold(p), scale)

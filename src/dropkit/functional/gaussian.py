@@ -56,9 +56,9 @@ def gaussian_dropout(
     if input.numel() == 0:
         return input
     # variate k reads words 2k, 2k + 1 of the stream: the offset counts variates
-    seed_t, offset = resolve_stream(input, generator, seed, offset, input.numel(),
+    seed_t, offset = resolve_stream(generator, seed, offset, input.numel(),
                                     words=2 * (input.numel() + offset) - offset)  # fmt: skip
     std = math.sqrt(p / (1.0 - p))
     if inplace:
-        return NORMAL_NOISE.inplace(input, seed_t, offset, std)
+        return input.copy_(NORMAL_NOISE(input, seed_t, offset, True, std))
     return NORMAL_NOISE(input, seed_t, offset, True, std)

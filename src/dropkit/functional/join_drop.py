@@ -67,5 +67,5 @@ def drop_branches(
         return branches[column] if column is not None else torch.stack(branches).mean(0)
     stacked = torch.stack(branches)  # (K, N, ...)
     n = shape[0]
-    seed_t, offset = resolve_stream(stacked, generator, seed, offset, n * (k + 1))
+    seed_t, offset = resolve_stream(generator, seed, offset, n * (k + 1))
     return BRANCHES(stacked, seed_t, offset, True, rng.keep_threshold(p)).sum(0)

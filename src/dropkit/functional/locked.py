@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dropkit.functional.broadcast import masked_dropout
+from dropkit.functional._common import keep_dropout
 from dropkit.ops import overridable
 from dropkit.ops.checks import check_flag, check_tensor
 
@@ -49,5 +49,5 @@ def locked_dropout(
         )
     n, c = (input.shape[0], input.shape[2]) if batch_first else (input.shape[1], input.shape[2])
     mask_shape = [n, 1, c] if batch_first else [1, n, c]
-    return masked_dropout(input, p, training, inplace, mask_shape, mode, generator, seed, offset,
+    return keep_dropout(input, p, training, inplace, mask_shape, mode, generator, seed, offset,
                           "locked_dropout")  # fmt: skip

@@ -23,7 +23,7 @@ import warnings
 import torch
 
 from dropkit import _state
-from dropkit.functional.broadcast import masked_dropout
+from dropkit.functional._common import keep_dropout
 from dropkit.ops import overridable
 from dropkit.ops.checks import check_flag, check_probability, check_tensor
 
@@ -51,7 +51,7 @@ def _channel_dropout(input, p, training, inplace, batched, channels_last, mode, 
         shape[channel] = input.shape[channel]
         if batched:
             shape[0] = input.shape[0]
-    return masked_dropout(input, p, training, inplace, shape, mode, generator, seed, offset, op)
+    return keep_dropout(input, p, training, inplace, shape, mode, generator, seed, offset, op)
 
 
 @overridable

@@ -1,147 +1,282 @@
-"""Dropout kernels: one contract, several backends that return the same bits.
+"""dropkit's primitive operators: one operator of torch's dispatcher each, a kernel per key.
 
-The contract is five functions — :func:`apply_keep_mask`, :func:`apply_keep_affine`,
-:func:`stream_words`, :func:`normal` and :func:`bias_dropout_add` — defined by the plain-torch
-:mod:`dropkit.kernels.reference`. This module checks their arguments once and routes each call to
-a backend:
+The primitives are declared here, once (:data:`SCHEMAS`), in the ``dropkit`` namespace:
 
-- ``"auto"`` (the default): :mod:`dropkit.kernels.cpu` (C++ kernels in torch's intra-op thread
-  pool) for CPU tensors, :mod:`dropkit.kernels.triton_gpu` for CUDA tensors where it is installed
-  and ``triton_gpu.available()`` says it can run, the reference elsewhere;
-- ``"cpu"``: the C++ kernels for CPU tensors, the reference for every other device;
-- ``"reference"``: the reference everywhere.
+- ``keep`` / ``keep_``: ``x * scale * [word >= threshold]``, the mask over ``mask_shape`` (``x``'s
+  rank, each entry ``x``'s size or 1, the mask broadcast along the 1s): dropout, channel, locked and
+  broadcast dropout, drop-path, stochastic depth;
+- ``keep_affine`` / ``keep_affine_``: alpha dropout's ``x * M + B``;
+- ``bias_dropout_add``: ``residual + (x + bias) * M`` in one pass;
+- ``_stream_words``, ``_normal_uniforms``: the raw stream, for the methods written in plain torch.
 
-Choose with :func:`set_backend` or the ``DROPKIT_BACKEND`` environment variable. Every backend
-draws the same masks; where the C++ kernels cannot be built, the CPU backend warns once and uses
-the reference. Importing dropkit compiles nothing: backends are imported on first use.
+Their semantics are :mod:`dropkit.kernels.reference`'s, bit for bit. Kernels, one per dispatch
+key, chosen once when dropkit is imported:
+
+- ``CPU`` and ``Autograd``: the C++ library (``csrc/dropkit_ops.cpp``, built on first use by
+  :mod:`dropkit.kernels.cpu`); its autograd nodes keep the seed and the scalars, no tensor. Where
+  it cannot be built (or ``DROPKIT_BACKEND=reference``), the reference and a Python autograd rule
+  with the same values take both keys.
+- ``CUDA``: :mod:`dropkit.kernels.triton_gpu` where Triton can run, else the reference.
+- every other device: the reference (``CompositeExplicitAutograd``); ``Meta`` and fake tensors:
+  ``torch.empty_like`` of the input (the layout the kernels return).
+
+The seed is a one-element int64 CPU tensor, so a compiler can trace it as data. The functions
+below (:func:`apply_keep_mask`, :func:`stream_words`, ...) take a Python int seed: they are how
+the plain-torch methods of :mod:`dropkit.ops` read the stream, through the same operators.
 """
 
 from __future__ import annotations
 
-import importlib
+import math
 import os
 from collections.abc import Sequence
-from types import ModuleType
 
 import torch
 
-from dropkit.kernels import reference
+from dropkit.kernels import cpu, reference
 
 __all__ = [
-    "BACKENDS",
     "MAX_STREAM_INDEX",
+    "SCHEMAS",
     "apply_keep_affine",
     "apply_keep_mask",
-    "apply_keep_mask_autograd",
+    "backend",
     "bias_dropout_add",
-    "get_backend",
     "normal",
-    "set_backend",
+    "seed_tensor",
     "stream_words",
 ]
 
-BACKENDS = ("auto", "cpu", "reference")
 # The stream index of the last element a call may read: offset + numel <= MAX_STREAM_INDEX (the
 # largest int64, so every index is exact in every backend's int64 arithmetic).
 MAX_STREAM_INDEX = 2**63 - 1
-_MAX_THRESHOLD = 2**32
+
+_KEEP_ARGS = "Tensor seed, int offset, int threshold, float scale, int[] mask_shape"
+_AFFINE_ARGS = (
+    "Tensor seed, int offset, int threshold, float a, float kept_shift, float dropped_value, "
+    "int[] mask_shape"
+)
+SCHEMAS = {
+    "keep": f"keep(Tensor x, {_KEEP_ARGS}) -> Tensor",
+    "keep_": f"keep_(Tensor(a!) x, {_KEEP_ARGS}) -> Tensor(a!)",
+    "keep_affine": f"keep_affine(Tensor x, {_AFFINE_ARGS}) -> Tensor",
+    "keep_affine_": f"keep_affine_(Tensor(a!) x, {_AFFINE_ARGS}) -> Tensor(a!)",
+    "bias_dropout_add": (
+        "bias_dropout_add(Tensor x, Tensor bias, Tensor residual, Tensor seed, int offset, "
+        "int threshold, float scale) -> Tensor"
+    ),
+    "_stream_words": "_stream_words(Tensor(a!) out, Tensor seed, int offset) -> Tensor(a!)",
+    "_normal_uniforms": "_normal_uniforms(int n, Tensor seed, int offset) -> (Tensor, Tensor)",
+}
+
+_LIBRARY = torch.library.Library("dropkit", "FRAGMENT")
+for _schema in SCHEMAS.values():
+    _LIBRARY.define(_schema)
 
 
-def _validated(name: object, source: str) -> str:
-    if name not in BACKENDS:
-        raise ValueError(f"{source} must be one of {', '.join(map(repr, BACKENDS))}, got {name!r}")
-    return name  # type: ignore[return-value]
+# -- the reference kernels (every device; CPU too where the C++ library is not loaded) -----------
+def _keep_reference(x, seed, offset, threshold, scale, mask_shape):
+    out = torch.empty_like(x)
+    return reference.apply_keep_mask(x, int(seed), offset, threshold, scale, out, mask_shape)
 
 
-_backend = _validated(os.environ.get("DROPKIT_BACKEND", "auto"), "DROPKIT_BACKEND")
-_triton: ModuleType | None | bool = None  # None: not looked for yet; False: not usable
-_cpu: ModuleType | None = None  # dropkit.kernels.cpu once imported (on first use)
+def _keep_inplace_reference(x, seed, offset, threshold, scale, mask_shape):
+    return reference.apply_keep_mask(x, int(seed), offset, threshold, scale, x, mask_shape)
 
 
-def set_backend(name: str) -> None:
-    """Select the kernel backend: ``"auto"``, ``"cpu"`` or ``"reference"``."""
-    global _backend
-    _backend = _validated(name, "backend")
+def _affine_reference(x, seed, offset, threshold, a, kept_shift, dropped_value, mask_shape):
+    out = torch.empty_like(x)
+    return reference.apply_keep_affine(
+        x, int(seed), offset, threshold, a, kept_shift, dropped_value, out, mask_shape
+    )
 
 
-def get_backend() -> str:
-    """The backend selected by :func:`set_backend` (or ``DROPKIT_BACKEND``)."""
+def _affine_inplace_reference(x, seed, offset, threshold, a, kept_shift, dropped_value,
+                              mask_shape):  # fmt: skip
+    return reference.apply_keep_affine(
+        x, int(seed), offset, threshold, a, kept_shift, dropped_value, x, mask_shape
+    )
+
+
+def _bias_dropout_add_reference(x, bias, residual, seed, offset, threshold, scale):
+    out = torch.empty_like(x)
+    return reference.bias_dropout_add(x, bias, residual, int(seed), offset, threshold, scale, out)
+
+
+def _stream_words_reference(out, seed, offset):
+    return out.copy_(reference.stream_words(out.numel(), int(seed), offset, out.device))
+
+
+def _normal_uniforms_reference(n, seed, offset):
+    words = reference.stream_words(2 * n, int(seed), 2 * offset).reshape(-1, 2)
+    u1 = ((words[:, 0] >> 8) + 1).to(torch.float64) * 2.0**-24
+    u2 = (words[:, 1] >> 8).to(torch.float64) * 2.0**-24
+    return u1, u2
+
+
+_REFERENCE = {
+    "keep": _keep_reference,
+    "keep_": _keep_inplace_reference,
+    "keep_affine": _affine_reference,
+    "keep_affine_": _affine_inplace_reference,
+    "bias_dropout_add": _bias_dropout_add_reference,
+    "_stream_words": _stream_words_reference,
+    "_normal_uniforms": _normal_uniforms_reference,
+}
+
+
+# -- fakes (meta tensors, torch.compile, torch.export) -------------------------------------------
+def _like_first(x, *args):
+    return torch.empty_like(x)
+
+
+def _first(x, *args):
+    return x
+
+
+def _normal_uniforms_fake(n, seed, offset):
+    return (torch.empty(n, dtype=torch.float64), torch.empty(n, dtype=torch.float64))
+
+
+for _name, _fake in {
+    "keep": _like_first,
+    "keep_": _first,
+    "keep_affine": _like_first,
+    "keep_affine_": _first,
+    "bias_dropout_add": _like_first,
+    "_stream_words": _first,
+    "_normal_uniforms": _normal_uniforms_fake,
+}.items():
+    torch.library.register_fake(f"dropkit::{_name}", _fake, lib=_LIBRARY)
+
+
+# -- the Python autograd rules (used where the C++ library, which has its own, is not loaded) ----
+def _setup_keep(ctx, inputs, output):
+    ctx.seed, ctx.offset, ctx.threshold, ctx.scale, ctx.mask_shape = inputs[1:]
+
+
+def _keep_backward(ctx, grad):
+    grad_x = torch.ops.dropkit.keep(grad, ctx.seed, ctx.offset, ctx.threshold, ctx.scale,
+                                    ctx.mask_shape)  # fmt: skip
+    return grad_x, None, None, None, None, None
+
+
+def _setup_affine(ctx, inputs, output):
+    ctx.seed, ctx.offset, ctx.threshold, ctx.scale = inputs[1:5]
+    ctx.mask_shape = inputs[7]
+
+
+def _affine_backward(ctx, grad):
+    return _keep_backward(ctx, grad)[:1] + (None,) * 7
+
+
+def _setup_bias_dropout_add(ctx, inputs, output):
+    x, bias, _, ctx.seed, ctx.offset, ctx.threshold, ctx.scale = inputs
+    ctx.mask_shape = list(x.shape)
+    ctx.bias_shape = bias.shape
+
+
+def _bias_dropout_add_backward(ctx, grad):
+    grad_x = _keep_backward(ctx, grad)[0]
+    grad_bias = grad_x.sum_to_size(ctx.bias_shape) if ctx.needs_input_grad[1] else None
+    return grad_x, grad_bias, grad, None, None, None, None
+
+
+def _register_python_autograd() -> None:
+    for name, backward, setup in (
+        ("keep", _keep_backward, _setup_keep),
+        ("keep_affine", _affine_backward, _setup_affine),
+        ("bias_dropout_add", _bias_dropout_add_backward, _setup_bias_dropout_add),
+    ):
+        torch.library.register_autograd(
+            f"dropkit::{name}", backward, setup_context=setup, lib=_LIBRARY
+        )
+
+
+# -- CUDA ----------------------------------------------------------------------------------------
+def _register_cuda() -> None:
+    """The Triton kernels for contiguous CUDA tensors (any other layout: the reference)."""
+    try:
+        from dropkit.kernels import triton_gpu
+    except ImportError:  # Triton missing: CUDA tensors keep the reference
+        return
+    if not triton_gpu.available():
+        return
+
+    def keep(x, seed, offset, threshold, scale, mask_shape):
+        if not x.is_contiguous():
+            return _keep_reference(x, seed, offset, threshold, scale, mask_shape)
+        return triton_gpu.apply_keep_mask(x, int(seed), offset, threshold, scale, None,
+                                          tuple(mask_shape))  # fmt: skip
+
+    def keep_(x, seed, offset, threshold, scale, mask_shape):
+        if not x.is_contiguous():
+            return _keep_inplace_reference(x, seed, offset, threshold, scale, mask_shape)
+        return triton_gpu.apply_keep_mask(x, int(seed), offset, threshold, scale, x,
+                                          tuple(mask_shape))  # fmt: skip
+
+    def keep_affine(x, seed, offset, threshold, a, kept_shift, dropped_value, mask_shape):
+        args = (int(seed), offset, threshold, a, kept_shift, dropped_value)
+        if not x.is_contiguous():
+            return _affine_reference(x, seed, *args[1:], mask_shape)
+        return triton_gpu.apply_keep_affine(x, *args, None, tuple(mask_shape))
+
+    def keep_affine_(x, seed, offset, threshold, a, kept_shift, dropped_value, mask_shape):
+        args = (int(seed), offset, threshold, a, kept_shift, dropped_value)
+        if not x.is_contiguous():
+            return _affine_inplace_reference(x, seed, *args[1:], mask_shape)
+        return triton_gpu.apply_keep_affine(x, *args, x, tuple(mask_shape))
+
+    def bias_dropout_add(x, bias, residual, seed, offset, threshold, scale):
+        if not (x.is_contiguous() and bias.is_contiguous() and residual.is_contiguous()):
+            return _bias_dropout_add_reference(x, bias, residual, seed, offset, threshold, scale)
+        return triton_gpu.bias_dropout_add(x, bias, residual, int(seed), offset, threshold, scale)
+
+    def stream_words_(out, seed, offset):
+        return out.copy_(triton_gpu.stream_words(out.numel(), int(seed), offset, out.device))
+
+    for name, kernel in (("keep", keep), ("keep_", keep_), ("keep_affine", keep_affine),
+                         ("keep_affine_", keep_affine_), ("bias_dropout_add", bias_dropout_add),
+                         ("_stream_words", stream_words_)):  # fmt: skip
+        _LIBRARY.impl(name, kernel, "CUDA")
+
+
+# -- choose the kernels, once ----------------------------------------------------------------------
+def _choose() -> str:
+    for name, kernel in _REFERENCE.items():
+        _LIBRARY.impl(name, kernel, "CompositeExplicitAutograd")
+    requested = os.environ.get("DROPKIT_BACKEND", "auto")
+    if requested not in ("auto", "reference"):
+        raise ValueError(
+            f"DROPKIT_BACKEND must be 'auto' or 'reference', got {requested!r} (unset it for the "
+            "compiled CPU kernels)"
+        )
+    native = requested == "auto" and cpu.load()
+    if not native:
+        _register_python_autograd()
+    if torch.cuda.is_available():
+        _register_cuda()
+    return "cpu" if native else "reference"
+
+
+_backend = _choose()
+
+
+def backend() -> str:
+    """The CPU kernels this process uses: ``"cpu"`` (the compiled C++ library) or
+    ``"reference"`` (plain torch: no compiler, a failed build, or ``DROPKIT_BACKEND=reference``).
+    Both give the same bits; the choice is made once, when dropkit is imported."""
     return _backend
 
 
-def _triton_backend() -> ModuleType | None:
-    global _triton
-    if _triton is None:
-        try:
-            # import_module reads sys.modules, so a replaced or blocked module is honoured.
-            triton_gpu = importlib.import_module("dropkit.kernels.triton_gpu")
-        except ImportError:  # not installed (or Triton missing): CUDA tensors use the reference
-            _triton = False
-        else:
-            _triton = triton_gpu if triton_gpu.available() else False
-    return _triton or None
-
-
-def _cpu_backend() -> ModuleType:
-    global _cpu
-    if _cpu is None:
-        from dropkit.kernels import cpu  # deferred: importing dropkit compiles nothing
-
-        _cpu = cpu
-    return _cpu
-
-
-def _backend_for(device: torch.device) -> ModuleType:
-    if _backend != "reference":
-        if device.type == "cpu":
-            return _cpu if _cpu is not None else _cpu_backend()
-        if device.type == "cuda" and _backend == "auto":
-            triton = _triton_backend()
-            if triton is not None:
-                return triton
-    return reference
-
-
-def _check_stream(numel: int, offset: int, what: str = "offset") -> None:
-    if offset < 0 or offset + numel > MAX_STREAM_INDEX:
-        raise ValueError(
-            f"{what} must be >= 0 with {what} + numel <= 2**63 - 1, got {what}={offset} for "
-            f"numel={numel}"
-        )
-
-
-def _check_keep(threshold: int) -> None:
-    if not 0 <= threshold <= _MAX_THRESHOLD:
-        raise ValueError(f"threshold must be in [0, 2**32], got {threshold}")
-
-
-def _checked_mask(
-    x: torch.Tensor, mask_shape: Sequence[int] | None
-) -> tuple[tuple[int, ...] | None, int]:
-    """``(mask_shape as a tuple, or None, and the mask's element count)``: one entry per
-    dimension of ``x``, each ``x``'s size or 1 (the mask is broadcast along the 1s); None means
-    the mask has ``x``'s shape. A plain loop: this runs on every broadcast-mask call."""
-    if mask_shape is None:
-        return None, x.numel()
-    sizes = x.shape
-    try:
-        shape = tuple(mask_shape)
-    except TypeError:
-        shape = None
-    valid = shape is not None and len(shape) == len(sizes)
-    if valid:
-        numel = 1
-        for m, size in zip(shape, sizes):
-            if type(m) is not int or (m != size and m != 1):
-                valid = False
-                break
-            numel *= m
-    if not valid:
-        raise ValueError(
-            f"mask_shape must have one entry per dimension of x ({x.dim()}), each x's size or 1, "
-            f"got mask_shape={mask_shape!r} for x of shape {tuple(sizes)}"
-        )
-    return shape, numel
+# -- the stream for plain-torch methods (seed as a Python int) -----------------------------------
+def seed_tensor(seed: int | torch.Tensor) -> torch.Tensor:
+    """``seed`` as the operators take it: a 0-d int64 CPU tensor (seeds in ``[2**63, 2**64)``
+    wrap to the int64 of the same 64 bits); a one-element tensor is reshaped and moved, its
+    value never read (a traced seed stays in the graph)."""
+    if isinstance(seed, torch.Tensor):
+        return seed.reshape(()).to(device="cpu", dtype=torch.int64)
+    return torch.tensor(seed - 2**64 if seed >= 2**63 else seed, dtype=torch.int64)
 
 
 def apply_keep_mask(
@@ -153,31 +288,13 @@ def apply_keep_mask(
     out: torch.Tensor | None = None,
     mask_shape: Sequence[int] | None = None,
 ) -> torch.Tensor:
-    """``x * (scale if stream word >= threshold else 0)``; see :mod:`dropkit.kernels.reference`.
-
-    ``x`` must be contiguous; ``out`` (optional, may be ``x``) must be contiguous too. With
-    ``mask_shape`` (``x``'s rank, each entry ``x``'s size or 1) the stream indexes the mask's
-    row-major elements and the mask is broadcast over ``x``: channel dropout, drop-path, locked
-    dropout.
-    """
-    shape, numel = _checked_mask(x, mask_shape)
-    _check_stream(numel, offset)
-    _check_keep(threshold)
-    return _backend_for(x.device).apply_keep_mask(x, seed, offset, threshold, scale, out, shape)
-
-
-def apply_keep_mask_autograd(
-    x: torch.Tensor, seed: int, offset: int, threshold: int, scale: float
-) -> torch.Tensor:
-    """:func:`apply_keep_mask` (a mask of ``x``'s shape) as one op whose gradient rule is the
-    backend's own (the C++ backend: an autograd node in C++), or ``NotImplemented`` where the
-    backend has none for ``x`` (the caller then uses its own autograd rule: the same values)."""
-    _check_stream(x.numel(), offset)
-    _check_keep(threshold)
-    native = getattr(_backend_for(x.device), "apply_keep_mask_autograd", None)
-    if native is None:
-        return NotImplemented
-    return native(x, seed, offset, threshold, scale)
+    """``x * (scale if stream word >= threshold else 0)`` through ``dropkit::keep`` (see
+    :func:`dropkit.kernels.reference.apply_keep_mask`); ``out`` may be ``x`` (then ``keep_``)."""
+    shape = list(x.shape) if mask_shape is None else list(mask_shape)
+    if out is x:
+        return torch.ops.dropkit.keep_(x, seed_tensor(seed), offset, threshold, scale, shape)
+    result = torch.ops.dropkit.keep(x, seed_tensor(seed), offset, threshold, scale, shape)
+    return result if out is None else out.copy_(result)
 
 
 def apply_keep_affine(
@@ -191,49 +308,14 @@ def apply_keep_affine(
     out: torch.Tensor | None = None,
     mask_shape: Sequence[int] | None = None,
 ) -> torch.Tensor:
-    """Alpha dropout's ``x * M + B``: ``(a, kept_shift)`` where the stream word is
-    ``>= threshold``, ``(0, dropped_value)`` elsewhere; see
-    :func:`dropkit.kernels.reference.apply_keep_affine` for the exact rounding. ``x``, ``out``
-    and ``mask_shape`` as in :func:`apply_keep_mask`."""
-    shape, numel = _checked_mask(x, mask_shape)
-    _check_stream(numel, offset)
-    _check_keep(threshold)
-    return _backend_for(x.device).apply_keep_affine(
-        x, seed, offset, threshold, a, kept_shift, dropped_value, out, shape
-    )
-
-
-def stream_words(
-    numel: int, seed: int, offset: int = 0, device: torch.device | str | None = None
-) -> torch.Tensor:
-    """The stream words of elements ``0 .. numel-1`` at ``offset``, int64 in ``[0, 2**32)``
-    (:func:`dropkit.rng.stream_words`)."""
-    if numel < 0:
-        raise ValueError(f"numel must be >= 0, got {numel}")
-    _check_stream(numel, offset)
-    target = torch.device("cpu") if device is None else torch.device(device)
-    return _backend_for(target).stream_words(numel, seed, offset, target)
-
-
-def normal(
-    shape: tuple[int, ...] | torch.Size,
-    seed: int,
-    offset: int = 0,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
-    """Standard normals of the stream (:func:`dropkit.rng.normal`; ``offset`` counts variates,
-    each of which reads two stream words)."""
-    numel = 1
-    for size in shape:
-        numel *= int(size)
-    if offset < 0 or 2 * (offset + numel) > MAX_STREAM_INDEX:
-        raise ValueError(
-            "offset must be >= 0 with 2 * (offset + numel) <= 2**63 - 1 (each variate reads two "
-            f"stream words), got offset={offset} for numel={numel}"
-        )
-    target = torch.device("cpu") if device is None else torch.device(device)
-    return _backend_for(target).normal(shape, seed, offset, target, dtype)
+    """Alpha dropout's ``x * M + B`` through ``dropkit::keep_affine`` (see
+    :func:`dropkit.kernels.reference.apply_keep_affine`)."""
+    shape = list(x.shape) if mask_shape is None else list(mask_shape)
+    args = (seed_tensor(seed), offset, threshold, a, kept_shift, dropped_value, shape)
+    if out is x:
+        return torch.ops.dropkit.keep_affine_(x, *args)
+    result = torch.ops.dropkit.keep_affine(x, *args)
+    return result if out is None else out.copy_(result)
 
 
 def bias_dropout_add(
@@ -244,12 +326,49 @@ def bias_dropout_add(
     offset: int,
     threshold: int,
     scale: float,
-    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``residual + keep_mask(x + bias)`` in one pass; see
-    :func:`dropkit.kernels.reference.bias_dropout_add` for the exact rounding."""
-    _check_stream(x.numel(), offset)
-    _check_keep(threshold)
-    return _backend_for(x.device).bias_dropout_add(
-        x, bias, residual, seed, offset, threshold, scale, out
+    """``residual + keep_mask(x + bias)`` through ``dropkit::bias_dropout_add``."""
+    return torch.ops.dropkit.bias_dropout_add(
+        x, bias, residual, seed_tensor(seed), offset, threshold, scale
     )
+
+
+def stream_words(
+    numel: int, seed: int, offset: int = 0, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """The stream words of elements ``0 .. numel-1`` at ``offset``, int64 in ``[0, 2**32)``
+    (:func:`dropkit.rng.stream_words`)."""
+    if numel < 0 or offset < 0 or offset + numel > MAX_STREAM_INDEX:
+        raise ValueError(
+            f"stream_words: need numel >= 0, offset >= 0 and offset + numel <= 2**63 - 1, got "
+            f"numel={numel}, offset={offset}"
+        )
+    out = torch.empty(numel, dtype=torch.int64, device=device)
+    return torch.ops.dropkit._stream_words(out, seed_tensor(seed), offset)
+
+
+def normal(
+    shape: tuple[int, ...] | torch.Size,
+    seed: int,
+    offset: int = 0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Standard normals of the stream (:func:`dropkit.rng.normal`; ``offset`` counts variates,
+    each of which reads two stream words): the uniforms from the stream, then Box-Muller in
+    torch's own float64 operations (the same roundings on every backend)."""
+    numel = math.prod(int(s) for s in shape)
+    if offset < 0 or 2 * (offset + numel) > MAX_STREAM_INDEX:
+        raise ValueError(
+            "offset must be >= 0 with 2 * (offset + numel) <= 2**63 - 1 (each variate reads two "
+            f"stream words), got offset={offset} for numel={numel}"
+        )
+    target = torch.device("cpu") if device is None else torch.device(device)
+    if target.type == "cpu":
+        u1, u2 = torch.ops.dropkit._normal_uniforms(numel, seed_tensor(seed), offset)
+    else:
+        words = stream_words(2 * numel, seed, 2 * offset, target).reshape(-1, 2)
+        u1 = ((words[:, 0] >> 8) + 1).to(torch.float64) * 2.0**-24
+        u2 = (words[:, 1] >> 8).to(torch.float64) * 2.0**-24
+    z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
+    return z.to(dtype).reshape(tuple(shape))

@@ -60,8 +60,7 @@ class FractalDropPath(StochasticModule):
 
     def sample(self) -> None:
         """Draw this batch's mode and (for a global batch) its column."""
-        anchor = torch.empty(0)
-        seed_t, offset = resolve_stream(anchor, self.generator, self.seed, 0, 2)
+        seed_t, offset = resolve_stream(self.generator, self.seed, 0, 2)
         words = rng.stream_words(2, int(seed_t), offset)
         is_global = int(words[0]) < rng.keep_threshold(self.global_fraction)
         self.mode = "global" if is_global else "local"

@@ -1,40 +1,33 @@
-"""The op layer: every dropkit method as a stream op made by one factory.
+"""The op layer: dropkit's methods as operators of torch's dispatcher.
 
-A method declares its mask and multiplier (:class:`MaskOp`) or, for ops that are more than a
-multiplier (DropConnect's masked layers, the fused bias-dropout-add), its forward and backward
-(:class:`StreamOp`); the factory makes the custom op ``dropkit::<name>``, its fake, the autograd
-rule that keeps only the seed (and the tensors the rule names), and the cheap eager route. See
-``docs/design/ops.md``.
+The hot primitives — ``dropkit::keep`` (dropout and every keep mask), ``dropkit::keep_affine``
+(alpha dropout), ``dropkit::bias_dropout_add`` — are declared and given their kernels in
+:mod:`dropkit.kernels`. The methods written in plain torch (DropBlock, Cutout, Gaussian noise,
+embedding dropout, branch dropping, DropConnect's masked layers) are one custom operator each,
+made here by one factory from their declaration (:class:`MaskOp`, :class:`StreamOp`). Either way a
+call is one operator call, eager or traced. See ``docs/design/ops.md``.
 """
 
 from dropkit.ops import checks
 from dropkit.ops._factory import MaskOp, StreamOp, overridable
-from dropkit.ops._route import plain_eager
-from dropkit.ops._stream import draw_seed, resolve_stream, seed_tensor
+from dropkit.ops._stream import resolve_stream
 from dropkit.ops.drop_connect import CONV2D, CONV2D_PER_SAMPLE, LINEAR, LINEAR_PER_SAMPLE, NORMAL
-from dropkit.ops.fused import BIAS_DROPOUT_ADD
-from dropkit.ops.masks import ALPHA, BLOCKS, BRANCHES, HOLES, KEEP, NORMAL_NOISE, WORDS
+from dropkit.ops.masks import BLOCKS, BRANCHES, EMBEDDING, HOLES, NORMAL_NOISE
 
 __all__ = [
-    "ALPHA",
-    "BIAS_DROPOUT_ADD",
     "BLOCKS",
     "BRANCHES",
     "CONV2D",
     "CONV2D_PER_SAMPLE",
+    "EMBEDDING",
     "HOLES",
-    "KEEP",
     "LINEAR",
     "LINEAR_PER_SAMPLE",
     "NORMAL",
     "NORMAL_NOISE",
-    "WORDS",
     "MaskOp",
     "StreamOp",
     "checks",
-    "draw_seed",
     "overridable",
-    "plain_eager",
     "resolve_stream",
-    "seed_tensor",
 ]

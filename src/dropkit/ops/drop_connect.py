@@ -22,14 +22,14 @@ import torch.nn.functional as F
 
 from dropkit import kernels
 from dropkit.ops._factory import StreamOp
-from dropkit.ops.masks import KEEP
 
 __all__ = ["CONV2D", "CONV2D_PER_SAMPLE", "LINEAR", "LINEAR_PER_SAMPLE", "NORMAL"]
 
 
 def _masked(weight, seed, offset, threshold, scale):
-    """``W * M * scale`` on either route (``seed`` an int or a tensor)."""
-    return KEEP(weight.contiguous(), seed, offset, False, threshold, scale, list(weight.shape))
+    """``W * M * scale`` (``seed`` an int in the forward, the saved tensor in the backward)."""
+    return torch.ops.dropkit.keep(weight, kernels.seed_tensor(seed), offset, threshold, scale,
+                                  list(weight.shape))  # fmt: skip
 
 
 # -- one mask per batch, linear --------------------------------------------------------------------
@@ -46,8 +46,7 @@ def _linear_backward(saved, grad):
         grad_input = grad @ _masked(s.weight, s.seed, s.offset, s.threshold, s.scale)
     if need_weight:
         unmasked = grad_2d.t() @ s.input.reshape(-1, s.weight.shape[1])
-        grad_weight = KEEP(unmasked, s.seed, s.offset, False, s.threshold, s.scale,
-                           list(unmasked.shape))  # fmt: skip
+        grad_weight = _masked(unmasked, s.seed, s.offset, s.threshold, s.scale)
     if need_bias:
         grad_bias = grad_2d.sum(0)
     return grad_input, grad_weight, grad_bias, None, None, None, None
@@ -81,8 +80,7 @@ def _conv_backward(saved, grad):
     )  # fmt: skip
     grad_weight = None
     if need_weight:
-        grad_weight = KEEP(unmasked.contiguous(), s.seed, s.offset, False, s.threshold, s.scale,
-                           list(unmasked.shape))  # fmt: skip
+        grad_weight = _masked(unmasked, s.seed, s.offset, s.threshold, s.scale)
     return (grad_input if need_input else None, grad_weight,
             grad_bias if has_bias else None) + (None,) * 8  # fmt: skip
 

@@ -13,90 +13,20 @@ from dropkit.kernels.reference import accumulation_dtype
 from dropkit.ops._factory import MaskOp
 
 __all__ = [
-    "ALPHA",
     "BLOCKS",
     "BRANCHES",
+    "EMBEDDING",
     "HOLES",
-    "KEEP",
     "NORMAL_NOISE",
-    "WORDS",
     "keep_multiplier",
 ]
 
 
 def keep_multiplier(shape, seed: int, offset: int, threshold: int, scale: float, dtype, device):
     """``scale`` where the stream word of a mask element is ``>= threshold``, else 0 (``shape``;
-    the fast backend's one pass over a tensor of ones: ``1 * scale`` is exact)."""
+    one pass of ``dropkit::keep_`` over a tensor of ones: ``1 * scale`` is exact)."""
     ones = torch.ones(shape, dtype=dtype, device=device)
     return kernels.apply_keep_mask(ones, seed, offset, threshold, scale, out=ones)
-
-
-# -- keep-and-scale: dropout, broadcast / channel / locked dropout, drop-path, stochastic depth ----
-def _keep(x, seed, offset, threshold, scale, mask_shape):
-    acc = accumulation_dtype(x.dtype)
-    return keep_multiplier(mask_shape, seed, offset, threshold, scale, acc, x.device), None
-
-
-def _keep_fused(x, seed, offset, affine, threshold, scale, mask_shape, out=None):
-    # One pass for a contiguous x, broadcast masks included (channel dropout, drop-path, locked
-    # dropout): building the multiplier tensor and multiplying in torch cost two more passes.
-    return kernels.apply_keep_mask(
-        x, seed, offset, threshold, scale, out=out, mask_shape=mask_shape
-    )
-
-
-def _keep_native(x, seed, offset, affine, threshold, scale, mask_shape):
-    # Element-wise masks (dropout itself) with a gradient: the backend's op with its own autograd
-    # node, where it has one (the C++ backend, for contiguous CPU tensors).
-    if list(x.shape) != list(mask_shape):
-        return NotImplemented
-    return kernels.apply_keep_mask_autograd(x, seed, offset, threshold, scale)
-
-
-#: ``x * scale * [word >= threshold]``, the mask over ``mask_shape`` (rank of ``x``) broadcast.
-KEEP = MaskOp(
-    "keep", "int threshold, float scale, int[] mask_shape", _keep, fused=_keep_fused,
-    native=_keep_native,
-)  # fmt: skip
-
-
-# -- alpha dropout: the affine pair (a m, kept_shift or dropped_value) -----------------------------
-def _alpha(x, seed, offset, threshold, a, kept_shift, dropped_value, mask_shape):
-    mult, _ = _keep(x, seed, offset, threshold, a, mask_shape)
-    shift = torch.where(
-        mult != 0,
-        torch.tensor(kept_shift, dtype=mult.dtype, device=x.device),
-        torch.tensor(dropped_value, dtype=mult.dtype, device=x.device),
-    )
-    return mult, shift
-
-
-def _alpha_fused(x, seed, offset, affine, threshold, a, kept_shift, dropped_value, mask_shape,
-                 out=None):  # fmt: skip
-    if not affine:
-        # The gradient, x * a m: the keep-and-scale kernel in one pass.
-        return _keep_fused(x, seed, offset, False, threshold, a, mask_shape, out)
-    if _rounds_to_zero(a, accumulation_dtype(x.dtype)):
-        # _alpha tells kept from dropped by m != 0, the kernels by the word: they differ only
-        # where a itself is 0 in the accumulation dtype (alpha_dropout's a is never below 0.85).
-        return NotImplemented
-    return kernels.apply_keep_affine(
-        x, seed, offset, threshold, a, kept_shift, dropped_value, out=out, mask_shape=mask_shape
-    )
-
-
-def _rounds_to_zero(value: float, dtype: torch.dtype) -> bool:
-    """Whether ``value`` rounds to (signed) zero in ``dtype`` (float32: ``|value| <= 2**-150``,
-    half the smallest subnormal, which ties to even, i.e. to zero)."""
-    return value == 0.0 or (dtype == torch.float32 and abs(value) <= 2.0**-150)
-
-
-#: Alpha dropout's affine map: ``a x + kept_shift`` where kept, ``dropped_value`` where dropped;
-#: gradient ``a m``.
-ALPHA = MaskOp(
-    "alpha", "int threshold, float a, float kept_shift, float dropped_value, int[] mask_shape",
-    _alpha, fused=_alpha_fused,
-)  # fmt: skip
 
 
 # -- Gaussian (multiplicative) noise ---------------------------------------------------------------
@@ -204,15 +134,16 @@ HOLES = MaskOp("holes", "int size, int n_holes, float fill", _holes, select=True
 
 
 # -- embedding dropout: the mask of word types, looked up by id ------------------------------------
-def _words(x, seed, offset, ids, threshold, scale):
+def _embedding(x, seed, offset, ids, threshold, scale):
     acc = accumulation_dtype(x.dtype)
     keep = rng.stream_words_at(ids, seed, offset) >= threshold
     zero = torch.tensor(0.0, dtype=acc, device=x.device)
     return torch.where(keep, torch.tensor(scale, dtype=acc, device=x.device), zero)[..., None], None
 
 
-#: ``x[..., d] * scale * [word(ids[...] + offset) >= threshold]`` for embeddings ``x``.
-WORDS = MaskOp("words", "Tensor ids, int threshold, float scale", _words)
+#: ``x[..., d] * scale * [word(ids[...] + offset) >= threshold]`` for embeddings ``x``: one mask
+#: entry per word type, looked up by id.
+EMBEDDING = MaskOp("embedding_keep", "Tensor ids, int threshold, float scale", _embedding)
 
 
 # -- FractalNet's branch drop: weights of a mean over the kept branches ----------------------------

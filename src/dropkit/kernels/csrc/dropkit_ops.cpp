@@ -1,24 +1,26 @@
-// dropkit's CPU kernels: the Philox4x32-10 stream of dropkit.rng, applied inside torch's own
+// dropkit's CPU operators: the Philox4x32-10 stream of dropkit.rng applied inside torch's own
 // intra-op thread pool (at::parallel_for), bit for bit equal to dropkit.kernels.reference.
 //
-// A plain C ABI (no Python objects cross it): dropkit.kernels.cpu loads this library with ctypes
-// after checking its SHA-256, validates every argument and passes raw addresses of contiguous
-// CPU tensors. Exceptions never cross the boundary: each entry point returns 0 or an error code.
+// Kernels of torch's dispatcher. The schemas are declared once, in Python
+// (dropkit/kernels/__init__.py), before this library is loaded; this file registers the CPU
+// kernel and the Autograd kernel of each with TORCH_LIBRARY_IMPL (a second registration of the
+// same kernel only warns, it never aborts a process). The Autograd kernels keep the seed and the
+// scalars, no tensor: backward calls the op again through the dispatcher, so double backward
+// works and CUDA tensors reach their own (Python-registered) kernel.
 //
 // Compiled with -ffp-contract=off (no fused multiply-add) and without -ffast-math, so every
 // product and sum is one IEEE operation rounded to nearest even, as torch's own CPU ops are.
 // Compiled with -fopenmp so that at::parallel_for's inline OpenMP region is real, but linked
 // without it: the OpenMP runtime is the one libtorch_cpu already loaded (one thread team).
-//
-// One torch op besides the C ABI: dropkit_cpu::keep, the keep-and-scale kernel with its autograd
-// node in C++, which the op layer's eager route takes when a gradient is needed (a Python
-// autograd.Function costs more than the kernel on small tensors). It is registered by an explicit
-// call (dropkit_register_ops), not by a static initializer: a registration that fails then returns
-// an error code instead of aborting the process inside dlopen.
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/mul.h>
+#include <ATen/ops/ones.h>
+#include <ATen/ops/scalar_tensor.h>
+#include <ATen/ops/where.h>
 #include <pthread.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
@@ -628,259 +630,459 @@ void broadcast_kernel(const T* x, T* out, int64_t a, int64_t b, int64_t c, uint6
   });
 }
 
-// Calls f(T{}) with T the element type of a dtype code (0 float32, 1 float64, 2 float16,
-// 3 bfloat16); an unknown code throws (an error code for the caller).
-template <typename F>
-void with_dtype(int dtype, const F& f) {
-  switch (dtype) {
-    case 0:
-      f(float{});
-      break;
-    case 1:
-      f(double{});
-      break;
-    case 2:
-      f(c10::Half{});
-      break;
-    case 3:
-      f(c10::BFloat16{});
-      break;
-    default:
-      throw 0;
-  }
-}
-
-template <typename F>
-int guarded(const F& f) {
-  try {
-    f();
-    return 0;
-  } catch (...) {
-    return 1;
-  }
-}
-
 }  // namespace
 
-// -- dropkit_cpu::keep: the keep-and-scale kernel as a torch op with a C++ autograd node ----------
+// -- The operators ---------------------------------------------------------------------------------
 
 namespace {
 
-// In a forked child the op runs on the calling thread (GNU OpenMP cannot start a team there), as
-// the C entry points do when dropkit.kernels.cpu passes serial=1 after a fork.
+// In a forked child the kernels run on the calling thread: GNU OpenMP (torch's CPU wheels) cannot
+// start a thread team in a child forked after its parent used one. dropkit loads this library
+// when it is imported, so the handler is in place before any fork a user makes after import.
 bool g_forked_child = false;
 
 struct ForkWatch {
   ForkWatch() { pthread_atfork(nullptr, nullptr, [] { g_forked_child = true; }); }
 } g_fork_watch;
 
-// x contiguous (the Python route guarantees it); k0, k1 the Philox key of the seed; threshold in
-// [0, 2**32]. The output is a new contiguous tensor of x's shape and dtype.
-at::Tensor keep_cpu(const at::Tensor& x_, int64_t k0, int64_t k1, int64_t offset,
-                    int64_t threshold, double scale) {
-  TORCH_CHECK(offset >= 0, "dropkit_cpu::keep: offset must be >= 0, got ", offset);
-  TORCH_CHECK(threshold >= 0 && threshold <= (int64_t(1) << 32),
-              "dropkit_cpu::keep: threshold must be in [0, 2**32], got ", threshold);
-  const at::Tensor x = x_.contiguous();
-  at::Tensor out = at::empty_like(x, at::MemoryFormat::Contiguous);
-  const int64_t n = x.numel();
-  const auto key0 = static_cast<uint32_t>(k0), key1 = static_cast<uint32_t>(k1);
-  const auto off = static_cast<uint64_t>(offset);
-  const auto thr = static_cast<uint64_t>(threshold);
-  switch (x.scalar_type()) {
+// The Philox key of a seed: (low word, high word) of its 64 bits.
+struct Key {
+  uint32_t k0;
+  uint32_t k1;
+};
+
+Key seed_key(const at::Tensor& seed, const char* op) {
+  TORCH_CHECK(seed.numel() == 1 && seed.scalar_type() == at::kLong && seed.device().is_cpu(),
+              op, ": seed must be a one-element int64 CPU tensor, got ", seed.scalar_type(),
+              " of shape ", seed.sizes(), " on ", seed.device());
+  const auto s = static_cast<uint64_t>(seed.item<int64_t>());
+  return {static_cast<uint32_t>(s & 0xFFFFFFFFull), static_cast<uint32_t>(s >> 32)};
+}
+
+void check_stream(const char* op, int64_t offset, int64_t threshold, int64_t words) {
+  TORCH_CHECK(offset >= 0 && offset <= INT64_MAX - words, op,
+              ": offset must be >= 0 with offset + numel <= 2**63 - 1, got offset=", offset,
+              " for numel=", words);
+  TORCH_CHECK(threshold >= 0 && threshold <= (int64_t(1) << 32), op,
+              ": threshold must be in [0, 2**32], got ", threshold);
+}
+
+template <typename F>
+void dispatch_floating(at::ScalarType dtype, const char* op, const F& f) {
+  switch (dtype) {
     case at::kFloat:
-      keep_mask_kernel(x.const_data_ptr<float>(), out.mutable_data_ptr<float>(), n, off, key0,
-                       key1, thr, scale, g_forked_child);
+      f(float{});
       break;
     case at::kDouble:
-      keep_mask_kernel(x.const_data_ptr<double>(), out.mutable_data_ptr<double>(), n, off, key0,
-                       key1, thr, scale, g_forked_child);
+      f(double{});
       break;
     case at::kHalf:
-      keep_mask_kernel(x.const_data_ptr<c10::Half>(), out.mutable_data_ptr<c10::Half>(), n, off,
-                       key0, key1, thr, scale, g_forked_child);
+      f(c10::Half{});
       break;
     case at::kBFloat16:
-      keep_mask_kernel(x.const_data_ptr<c10::BFloat16>(), out.mutable_data_ptr<c10::BFloat16>(),
-                       n, off, key0, key1, thr, scale, g_forked_child);
+      f(c10::BFloat16{});
       break;
     default:
-      TORCH_CHECK(false, "dropkit_cpu::keep: unsupported dtype ", x.scalar_type());
+      TORCH_CHECK(false, op, ": x must be float16, bfloat16, float32 or float64, got ", dtype);
+  }
+}
+
+at::ScalarType accumulation_type(at::ScalarType dtype) {
+  return dtype == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+// x seen in memory order as [a][b][c], the mask (a c elements, row-major over the mask's own
+// logical shape) broadcast over b. Found when x is dense in some order of its dimensions (row-major,
+// channels-last, ...) and that order keeps the masked dimensions in their logical order, with the
+// broadcast dimensions forming one run between masked ones. b == 1: the mask has x's elements.
+struct Pattern {
+  bool found = false;
+  int64_t a = 1;
+  int64_t b = 1;
+  int64_t c = 1;
+};
+
+Pattern broadcast_pattern(const at::Tensor& x, c10::IntArrayRef mask_shape) {
+  Pattern p;
+  const int64_t dims = x.dim();
+  // Dimensions of size > 1 in memory order (strides decreasing); a dense tensor has, in that
+  // order, stride[d] == product of the sizes after d.
+  std::vector<int64_t> order;
+  for (int64_t d = 0; d < dims; ++d) {
+    if (x.size(d) > 1) {
+      order.push_back(d);
+    }
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t u, int64_t v) { return x.stride(u) > x.stride(v); });
+  int64_t expected = 1;
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    if (x.stride(*it) != expected) {
+      return p;  // not dense: gaps or overlap
+    }
+    expected *= x.size(*it);
+  }
+  // Merge runs of one kind (masked or broadcast); masked dimensions must keep their logical order.
+  std::vector<std::pair<bool, int64_t>> groups;
+  int64_t last_masked = -1;
+  for (int64_t d : order) {
+    const bool masked = mask_shape[d] == x.size(d);
+    if (masked) {
+      if (d < last_masked) {
+        return p;
+      }
+      last_masked = d;
+    }
+    if (!groups.empty() && groups.back().first == masked) {
+      groups.back().second *= x.size(d);
+    } else {
+      groups.emplace_back(masked, x.size(d));
+    }
+  }
+  std::vector<bool> kinds;
+  for (const auto& g : groups) {
+    kinds.push_back(g.first);
+  }
+  const auto size = [&](size_t i) { return groups[i].second; };
+  p.found = true;
+  if (groups.empty()) {
+    return p;  // one element
+  }
+  if (std::find(kinds.begin(), kinds.end(), false) == kinds.end()) {
+    p.a = 1;
+    for (size_t i = 0; i < groups.size(); ++i) {
+      p.a *= size(i);
+    }
+  } else if (kinds == std::vector<bool>{false}) {
+    p.b = size(0);
+  } else if (kinds == std::vector<bool>{true, false}) {
+    p.a = size(0);
+    p.b = size(1);
+  } else if (kinds == std::vector<bool>{false, true}) {
+    p.b = size(0);
+    p.c = size(1);
+  } else if (kinds == std::vector<bool>{true, false, true}) {
+    p.a = size(0);
+    p.b = size(1);
+    p.c = size(2);
+  } else {
+    p.found = false;
+  }
+  return p;
+}
+
+void check_mask_shape(const char* op, const at::Tensor& x, c10::IntArrayRef mask_shape) {
+  bool valid = static_cast<int64_t>(mask_shape.size()) == x.dim();
+  for (int64_t d = 0; valid && d < x.dim(); ++d) {
+    valid = mask_shape[d] == x.size(d) || mask_shape[d] == 1;
+  }
+  TORCH_CHECK(valid, op, ": mask_shape must have one entry per dimension of x, each x's size or 1, "
+              "got ", mask_shape, " for x of shape ", x.sizes());
+}
+
+int64_t numel_of(c10::IntArrayRef shape) {
+  int64_t n = 1;
+  for (int64_t s : shape) {
+    n *= s;
+  }
+  return n;
+}
+
+// x * M (+ B) written into out (x itself, or a fresh tensor of x's layout), through the one-pass
+// kernels where the pattern allows, else through a multiplier tensor of the mask's shape.
+void keep_into(const at::Tensor& x, at::Tensor& out, const Key key, int64_t offset,
+               int64_t threshold, double mul, bool affine, double kept, double dropped,
+               c10::IntArrayRef mask_shape) {
+  const auto off = static_cast<uint64_t>(offset);
+  const auto thr = static_cast<uint64_t>(threshold);
+  const bool serial = g_forked_child;
+  const at::ScalarType acc = accumulation_type(x.scalar_type());
+  // A multiplier that rounds to zero makes "kept" and "dropped" indistinguishable in the
+  // reference's terms (it tells them apart by m != 0): that rare case takes the general route.
+  const bool zero_mul = affine && (acc == at::kFloat ? static_cast<float>(mul) == 0.0f : mul == 0.0);
+  const Pattern p = zero_mul ? Pattern{} : broadcast_pattern(x, mask_shape);
+  if (p.found) {
+    dispatch_floating(x.scalar_type(), "dropkit::keep", [&](auto tag) {
+      using T = decltype(tag);
+      using A = typename Acc<T>::type;
+      const T* xs = x.const_data_ptr<T>();
+      T* os = out.mutable_data_ptr<T>();
+      const Affine<A> f(thr, mul, kept, dropped);
+      if (p.b == 1) {
+        if (affine) {
+          keep_affine_kernel<T>(xs, os, p.a * p.c, off, key.k0, key.k1, f, serial);
+        } else {
+          keep_mask_kernel<T>(xs, os, p.a * p.c, off, key.k0, key.k1, thr, mul, serial);
+        }
+      } else if (affine) {
+        broadcast_kernel<T, true>(xs, os, p.a, p.b, p.c, off, key.k0, key.k1, f, serial);
+      } else {
+        broadcast_kernel<T, false>(xs, os, p.a, p.b, p.c, off, key.k0, key.k1, f, serial);
+      }
+    });
+    return;
+  }
+  // The multiplier of the mask's shape (a pass over ones: 1 * mul is exact), then torch's own
+  // operations, rounded as the reference rounds them.
+  at::Tensor m = at::ones(mask_shape, x.options().dtype(acc));
+  dispatch_floating(acc, "dropkit::keep", [&](auto tag) {
+    using A = decltype(tag);
+    A* ms = m.mutable_data_ptr<A>();
+    keep_mask_kernel<A>(ms, ms, m.numel(), off, key.k0, key.k1, thr, mul, serial);
+  });
+  if (!affine) {
+    at::mul_out(out, x, m);
+    return;
+  }
+  at::Tensor shift = at::where(m.ne(0), at::scalar_tensor(kept, m.options()),
+                               at::scalar_tensor(dropped, m.options()));
+  out.copy_(x.to(acc).mul(m).add_(shift));
+}
+
+at::Tensor keep_cpu(const at::Tensor& x, const at::Tensor& seed, int64_t offset,
+                    int64_t threshold, double scale, c10::IntArrayRef mask_shape) {
+  check_mask_shape("dropkit::keep", x, mask_shape);
+  check_stream("dropkit::keep", offset, threshold, numel_of(mask_shape));
+  const Key key = seed_key(seed, "dropkit::keep");
+  at::Tensor out = at::empty_like(x);
+  if (x.numel() > 0) {
+    keep_into(x, out, key, offset, threshold, scale, false, 0.0, 0.0, mask_shape);
   }
   return out;
 }
 
-using KeepSignature = at::Tensor(const at::Tensor&, int64_t, int64_t, int64_t, int64_t, double);
-
-const c10::TypedOperatorHandle<KeepSignature>& keep_op() {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("dropkit_cpu::keep", "")
-                             .typed<KeepSignature>();
-  return op;
+at::Tensor& keep_inplace_cpu(at::Tensor& x, const at::Tensor& seed, int64_t offset,
+                             int64_t threshold, double scale, c10::IntArrayRef mask_shape) {
+  check_mask_shape("dropkit::keep_", x, mask_shape);
+  check_stream("dropkit::keep_", offset, threshold, numel_of(mask_shape));
+  const Key key = seed_key(seed, "dropkit::keep_");
+  if (x.numel() > 0) {
+    keep_into(x, x, key, offset, threshold, scale, false, 0.0, 0.0, mask_shape);
+  }
+  return x;
 }
 
-// The gradient of x * M is grad * M: the same op on the gradient, called through the dispatcher
-// (so with create_graph the backward is differentiable in turn). Only the key, offset, threshold
-// and scale are kept, no tensor.
+at::Tensor keep_affine_cpu(const at::Tensor& x, const at::Tensor& seed, int64_t offset,
+                           int64_t threshold, double a, double kept_shift, double dropped_value,
+                           c10::IntArrayRef mask_shape) {
+  check_mask_shape("dropkit::keep_affine", x, mask_shape);
+  check_stream("dropkit::keep_affine", offset, threshold, numel_of(mask_shape));
+  const Key key = seed_key(seed, "dropkit::keep_affine");
+  at::Tensor out = at::empty_like(x);
+  if (x.numel() > 0) {
+    keep_into(x, out, key, offset, threshold, a, true, kept_shift, dropped_value, mask_shape);
+  }
+  return out;
+}
+
+at::Tensor& keep_affine_inplace_cpu(at::Tensor& x, const at::Tensor& seed, int64_t offset,
+                                    int64_t threshold, double a, double kept_shift,
+                                    double dropped_value, c10::IntArrayRef mask_shape) {
+  check_mask_shape("dropkit::keep_affine_", x, mask_shape);
+  check_stream("dropkit::keep_affine_", offset, threshold, numel_of(mask_shape));
+  const Key key = seed_key(seed, "dropkit::keep_affine_");
+  if (x.numel() > 0) {
+    keep_into(x, x, key, offset, threshold, a, true, kept_shift, dropped_value, mask_shape);
+  }
+  return x;
+}
+
+// residual + (x + bias) * M, bias of x's trailing shape. Any layout: dense row-major copies in,
+// the result in x's layout (the element-wise arithmetic does not depend on the order).
+at::Tensor bias_dropout_add_cpu(const at::Tensor& x, const at::Tensor& bias,
+                                const at::Tensor& residual, const at::Tensor& seed,
+                                int64_t offset, int64_t threshold, double scale) {
+  const char* op = "dropkit::bias_dropout_add";
+  TORCH_CHECK(residual.sizes() == x.sizes(), op, ": residual must have x's shape ", x.sizes(),
+              ", got ", residual.sizes());
+  TORCH_CHECK(bias.scalar_type() == x.scalar_type() && residual.scalar_type() == x.scalar_type(),
+              op, ": x, bias and residual must share one dtype");
+  TORCH_CHECK(bias.dim() <= x.dim() &&
+                  x.sizes().slice(x.dim() - bias.dim()).equals(bias.sizes()),
+              op, ": bias must have x's trailing shape, got ", bias.sizes(), " for x of shape ",
+              x.sizes());
+  check_stream(op, offset, threshold, x.numel());
+  const Key key = seed_key(seed, op);
+  const at::Tensor xc = x.contiguous(), bc = bias.contiguous(), rc = residual.contiguous();
+  at::Tensor out = at::empty_like(xc, at::MemoryFormat::Contiguous);
+  const int64_t n = xc.numel();
+  if (n > 0) {
+    dispatch_floating(x.scalar_type(), op, [&](auto tag) {
+      using T = decltype(tag);
+      bias_dropout_add_kernel<T>(xc.const_data_ptr<T>(), bc.const_data_ptr<T>(),
+                                 std::max<int64_t>(bc.numel(), 1), rc.const_data_ptr<T>(),
+                                 out.mutable_data_ptr<T>(), n, static_cast<uint64_t>(offset),
+                                 key.k0, key.k1, static_cast<uint64_t>(threshold), scale,
+                                 g_forked_child);
+    });
+  }
+  if (x.is_contiguous()) {
+    return out;
+  }
+  return at::empty_like(x).copy_(out);
+}
+
+// The stream words [0, n) at offset into an int64 tensor (the plain-torch methods' source).
+at::Tensor& stream_words_cpu(at::Tensor& out, const at::Tensor& seed, int64_t offset) {
+  TORCH_CHECK(out.scalar_type() == at::kLong && out.is_contiguous(),
+              "dropkit::_stream_words: out must be a contiguous int64 tensor");
+  check_stream("dropkit::_stream_words", offset, 0, out.numel());
+  const Key key = seed_key(seed, "dropkit::_stream_words");
+  stream_words_kernel(out.mutable_data_ptr<int64_t>(), out.numel(),
+                      static_cast<uint64_t>(offset), key.k0, key.k1, g_forked_child);
+  return out;
+}
+
+// Box-Muller's uniforms of variates [0, n) at variate offset `offset` (see normal_uniforms_kernel).
+std::tuple<at::Tensor, at::Tensor> normal_uniforms_cpu(int64_t n, const at::Tensor& seed,
+                                                       int64_t offset) {
+  TORCH_CHECK(n >= 0 && offset >= 0 && offset <= INT64_MAX / 2 - n,
+              "dropkit::_normal_uniforms: offset must be >= 0 with 2 * (offset + n) <= 2**63 - 1,"
+              " got offset=", offset, " for n=", n);
+  const Key key = seed_key(seed, "dropkit::_normal_uniforms");
+  at::Tensor u1 = at::empty({n}, at::kDouble), u2 = at::empty({n}, at::kDouble);
+  normal_uniforms_kernel(u1.mutable_data_ptr<double>(), u2.mutable_data_ptr<double>(), n,
+                         static_cast<uint64_t>(offset), key.k0, key.k1, g_forked_child);
+  return {u1, u2};
+}
+
+// -- Autograd: the gradient of x * M (+ B) is grad * M, the keep op on the gradient ---------------
+
+using KeepSignature = at::Tensor(const at::Tensor&, const at::Tensor&, int64_t, int64_t, double,
+                                 c10::IntArrayRef);
+using AffineSignature = at::Tensor(const at::Tensor&, const at::Tensor&, int64_t, int64_t, double,
+                                   double, double, c10::IntArrayRef);
+using BiasSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                                 const at::Tensor&, int64_t, int64_t, double);
+
+template <typename Signature>
+const c10::TypedOperatorHandle<Signature>& op_handle(const char* name) {
+  static const auto handle =
+      c10::Dispatcher::singleton().findSchemaOrThrow(name, "").template typed<Signature>();
+  return handle;
+}
+
+const c10::TypedOperatorHandle<KeepSignature>& keep_op() {
+  static const auto handle =
+      c10::Dispatcher::singleton().findSchemaOrThrow("dropkit::keep", "").typed<KeepSignature>();
+  return handle;
+}
+
+// The seed tensor is kept as a value (an int64), so nothing of x's size is saved.
+at::Tensor seed_of(torch::autograd::AutogradContext* ctx) {
+  return at::scalar_tensor(ctx->saved_data["seed"].toInt(), at::kLong);
+}
+
+at::Tensor keep_grad(torch::autograd::AutogradContext* ctx, const at::Tensor& grad,
+                     const char* scale_name) {
+  return keep_op().call(grad, seed_of(ctx), ctx->saved_data["offset"].toInt(),
+                        ctx->saved_data["threshold"].toInt(),
+                        ctx->saved_data[scale_name].toDouble(),
+                        ctx->saved_data["mask_shape"].toIntVector());
+}
+
+void save_stream(torch::autograd::AutogradContext* ctx, const at::Tensor& seed, int64_t offset,
+                 int64_t threshold) {
+  ctx->saved_data["seed"] = seed.item<int64_t>();
+  ctx->saved_data["offset"] = offset;
+  ctx->saved_data["threshold"] = threshold;
+}
+
 struct KeepFunction : public torch::autograd::Function<KeepFunction> {
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
-                            int64_t k0, int64_t k1, int64_t offset, int64_t threshold,
-                            double scale) {
-    ctx->saved_data["k0"] = k0;
-    ctx->saved_data["k1"] = k1;
-    ctx->saved_data["offset"] = offset;
-    ctx->saved_data["threshold"] = threshold;
+                            const at::Tensor& seed, int64_t offset, int64_t threshold,
+                            double scale, c10::IntArrayRef mask_shape) {
+    save_stream(ctx, seed, offset, threshold);
     ctx->saved_data["scale"] = scale;
+    ctx->saved_data["mask_shape"] = mask_shape.vec();
     at::AutoDispatchBelowADInplaceOrView guard;
-    return keep_op().call(x, k0, k1, offset, threshold, scale);
+    return keep_op().call(x, seed, offset, threshold, scale, mask_shape);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    at::Tensor grad = keep_op().call(
-        grads[0], ctx->saved_data["k0"].toInt(), ctx->saved_data["k1"].toInt(),
-        ctx->saved_data["offset"].toInt(), ctx->saved_data["threshold"].toInt(),
-        ctx->saved_data["scale"].toDouble());
-    return {grad, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {keep_grad(ctx, grads[0], "scale"), at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor()};
   }
 };
 
-at::Tensor keep_autograd(const at::Tensor& x, int64_t k0, int64_t k1, int64_t offset,
-                         int64_t threshold, double scale) {
-  return KeepFunction::apply(x, k0, k1, offset, threshold, scale);
+struct AffineFunction : public torch::autograd::Function<AffineFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            const at::Tensor& seed, int64_t offset, int64_t threshold, double a,
+                            double kept_shift, double dropped_value,
+                            c10::IntArrayRef mask_shape) {
+    save_stream(ctx, seed, offset, threshold);
+    ctx->saved_data["a"] = a;
+    ctx->saved_data["mask_shape"] = mask_shape.vec();
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return op_handle<AffineSignature>("dropkit::keep_affine")
+        .call(x, seed, offset, threshold, a, kept_shift, dropped_value, mask_shape);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    return {keep_grad(ctx, grads[0], "a"), at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+struct BiasDropoutAddFunction : public torch::autograd::Function<BiasDropoutAddFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            const at::Tensor& bias, const at::Tensor& residual,
+                            const at::Tensor& seed, int64_t offset, int64_t threshold,
+                            double scale) {
+    save_stream(ctx, seed, offset, threshold);
+    ctx->saved_data["scale"] = scale;
+    ctx->saved_data["mask_shape"] = x.sizes().vec();
+    ctx->saved_data["bias_shape"] = bias.sizes().vec();
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return op_handle<BiasSignature>("dropkit::bias_dropout_add")
+        .call(x, bias, residual, seed, offset, threshold, scale);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const at::Tensor grad_x = keep_grad(ctx, grads[0], "scale");
+    at::Tensor grad_bias;
+    if (ctx->needs_input_grad(1)) {
+      grad_bias = grad_x.sum_to_size(ctx->saved_data["bias_shape"].toIntVector());
+    }
+    return {grad_x, grad_bias, grads[0], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor keep_autograd(const at::Tensor& x, const at::Tensor& seed, int64_t offset,
+                         int64_t threshold, double scale, c10::IntArrayRef mask_shape) {
+  return KeepFunction::apply(x, seed, offset, threshold, scale, mask_shape);
+}
+
+at::Tensor keep_affine_autograd(const at::Tensor& x, const at::Tensor& seed, int64_t offset,
+                                int64_t threshold, double a, double kept_shift,
+                                double dropped_value, c10::IntArrayRef mask_shape) {
+  return AffineFunction::apply(x, seed, offset, threshold, a, kept_shift, dropped_value,
+                               mask_shape);
+}
+
+at::Tensor bias_dropout_add_autograd(const at::Tensor& x, const at::Tensor& bias,
+                                     const at::Tensor& residual, const at::Tensor& seed,
+                                     int64_t offset, int64_t threshold, double scale) {
+  return BiasDropoutAddFunction::apply(x, bias, residual, seed, offset, threshold, scale);
 }
 
 }  // namespace
 
-// dtype codes: 0 float32, 1 float64, 2 float16, 3 bfloat16. Built with -fvisibility=hidden:
-// only these entry points are exported.
-#define DROPKIT_EXPORT __attribute__((visibility("default")))
-
-extern "C" {
-
-DROPKIT_EXPORT int dropkit_abi_version() { return 4; }
-
-// Registers dropkit_cpu::keep (schema, CPU kernel, autograd kernel); 0 on success. Call it once
-// per process, and only where the namespace has no keep op yet.
-DROPKIT_EXPORT int dropkit_register_ops() {
-  return guarded([&] {
-    static auto* definitions = new torch::Library(torch::Library::FRAGMENT, "dropkit_cpu",
-                                                  std::nullopt, __FILE__, __LINE__);
-    definitions->def(
-        "keep(Tensor x, int k0, int k1, int offset, int threshold, float scale) -> Tensor");
-    static auto* cpu = new torch::Library(torch::Library::IMPL, "dropkit_cpu",
-                                          c10::DispatchKey::CPU, __FILE__, __LINE__);
-    cpu->impl("keep", keep_cpu);
-    static auto* autograd = new torch::Library(torch::Library::IMPL, "dropkit_cpu",
-                                               c10::DispatchKey::Autograd, __FILE__, __LINE__);
-    autograd->impl("keep", keep_autograd);
-  });
+TORCH_LIBRARY_IMPL(dropkit, CPU, m) {
+  m.impl("keep", keep_cpu);
+  m.impl("keep_", keep_inplace_cpu);
+  m.impl("keep_affine", keep_affine_cpu);
+  m.impl("keep_affine_", keep_affine_inplace_cpu);
+  m.impl("bias_dropout_add", bias_dropout_add_cpu);
+  m.impl("_stream_words", stream_words_cpu);
+  m.impl("_normal_uniforms", normal_uniforms_cpu);
 }
 
-DROPKIT_EXPORT int dropkit_keep_mask(int dtype, const void* x, void* out, int64_t n,
-                                     uint64_t offset, uint32_t k0, uint32_t k1,
-                                     uint64_t threshold, double scale, int serial) {
-  return guarded([&] {
-    switch (dtype) {
-      case 0:
-        keep_mask_kernel(static_cast<const float*>(x), static_cast<float*>(out), n, offset, k0,
-                         k1, threshold, scale, serial != 0);
-        break;
-      case 1:
-        keep_mask_kernel(static_cast<const double*>(x), static_cast<double*>(out), n, offset, k0,
-                         k1, threshold, scale, serial != 0);
-        break;
-      case 2:
-        keep_mask_kernel(static_cast<const c10::Half*>(x), static_cast<c10::Half*>(out), n,
-                         offset, k0, k1, threshold, scale, serial != 0);
-        break;
-      case 3:
-        keep_mask_kernel(static_cast<const c10::BFloat16*>(x), static_cast<c10::BFloat16*>(out),
-                         n, offset, k0, k1, threshold, scale, serial != 0);
-        break;
-      default:
-        throw 0;
-    }
-  });
+TORCH_LIBRARY_IMPL(dropkit, Autograd, m) {
+  m.impl("keep", keep_autograd);
+  m.impl("keep_affine", keep_affine_autograd);
+  m.impl("bias_dropout_add", bias_dropout_add_autograd);
 }
-
-DROPKIT_EXPORT int dropkit_bias_dropout_add(int dtype, const void* x, const void* bias,
-                                            int64_t bias_n, const void* residual, void* out,
-                                            int64_t n, uint64_t offset, uint32_t k0, uint32_t k1,
-                                            uint64_t threshold, double scale, int serial) {
-  return guarded([&] {
-    switch (dtype) {
-      case 0:
-        bias_dropout_add_kernel(static_cast<const float*>(x), static_cast<const float*>(bias),
-                                bias_n, static_cast<const float*>(residual),
-                                static_cast<float*>(out), n, offset, k0, k1, threshold, scale,
-                                serial != 0);
-        break;
-      case 1:
-        bias_dropout_add_kernel(static_cast<const double*>(x), static_cast<const double*>(bias),
-                                bias_n, static_cast<const double*>(residual),
-                                static_cast<double*>(out), n, offset, k0, k1, threshold, scale,
-                                serial != 0);
-        break;
-      case 2:
-        bias_dropout_add_kernel(
-            static_cast<const c10::Half*>(x), static_cast<const c10::Half*>(bias), bias_n,
-            static_cast<const c10::Half*>(residual), static_cast<c10::Half*>(out), n, offset, k0,
-            k1, threshold, scale, serial != 0);
-        break;
-      case 3:
-        bias_dropout_add_kernel(static_cast<const c10::BFloat16*>(x),
-                                static_cast<const c10::BFloat16*>(bias), bias_n,
-                                static_cast<const c10::BFloat16*>(residual),
-                                static_cast<c10::BFloat16*>(out), n, offset, k0, k1, threshold,
-                                scale, serial != 0);
-        break;
-      default:
-        throw 0;
-    }
-  });
-}
-
-DROPKIT_EXPORT int dropkit_stream_words(int64_t* out, int64_t n, uint64_t offset, uint32_t k0,
-                                        uint32_t k1, int serial) {
-  return guarded([&] { stream_words_kernel(out, n, offset, k0, k1, serial != 0); });
-}
-
-DROPKIT_EXPORT int dropkit_normal_uniforms(double* u1, double* u2, int64_t n, uint64_t offset,
-                                           uint32_t k0, uint32_t k1, int serial) {
-  return guarded([&] { normal_uniforms_kernel(u1, u2, n, offset, k0, k1, serial != 0); });
-}
-
-// x * m (affine == 0) or x * m + s (affine == 1) over x's a b c elements with the mask of a c
-// elements broadcast over b (see broadcast_kernel); b == 1 is the mask of x's own shape (for
-// affine == 0 that is dropkit_keep_mask). Keep: mul is the scale; kept, dropped are unused.
-DROPKIT_EXPORT int dropkit_keep_broadcast(int dtype, int affine, const void* x, void* out,
-                                          int64_t a, int64_t b, int64_t c, uint64_t offset,
-                                          uint32_t k0, uint32_t k1, uint64_t threshold, double mul,
-                                          double kept, double dropped, int serial) {
-  return guarded([&] {
-    if (a < 0 || b < 1 || c < 0) {
-      throw 0;
-    }
-    with_dtype(dtype, [&](auto tag) {
-      using T = decltype(tag);
-      using A = typename Acc<T>::type;
-      const T* xs = static_cast<const T*>(x);
-      T* os = static_cast<T*>(out);
-      const Affine<A> f(threshold, mul, kept, dropped);
-      if (b == 1) {
-        if (affine) {
-          keep_affine_kernel<T>(xs, os, a * c, offset, k0, k1, f, serial != 0);
-        } else {
-          keep_mask_kernel<T>(xs, os, a * c, offset, k0, k1, threshold, mul, serial != 0);
-        }
-      } else if (affine) {
-        broadcast_kernel<T, true>(xs, os, a, b, c, offset, k0, k1, f, serial != 0);
-      } else {
-        broadcast_kernel<T, false>(xs, os, a, b, c, offset, k0, k1, f, serial != 0);
-      }
-    });
-  });
-}
-
-}  // extern "C"
