@@ -1,8 +1,10 @@
+import contextlib
 import importlib.metadata
 import importlib.util
 import os
 import sys
 import types
+import warnings
 from pathlib import Path
 
 import pytest
@@ -108,3 +110,31 @@ def tv_ops() -> types.SimpleNamespace:
         DropBlock2d=block.DropBlock2d, DropBlock3d=block.DropBlock3d,
         stochastic_depth=depth.stochastic_depth, StochasticDepth=depth.StochasticDepth,
     )  # fmt: skip
+
+
+# -- The kernels: the compiled CPU kernels, or the reference in their place ----------------------
+@contextlib.contextmanager
+def _cpu_kernels(name: str):
+    """Inside, the ``dropkit`` operators' CPU key runs ``name``'s kernels: ``"cpu"`` (whatever this
+    process loaded: the compiled library, or the reference where it could not be built) or
+    ``"reference"`` (plain torch, registered over the compiled kernels and removed on exit)."""
+    if name == "cpu":
+        yield
+        return
+    from dropkit.kernels import _REFERENCE
+
+    library = torch.library.Library("dropkit", "IMPL")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "overriding a previously registered kernel"
+            for op, kernel in _REFERENCE.items():
+                library.impl(op, kernel, "CPU")
+        yield
+    finally:
+        library._destroy()
+
+
+@pytest.fixture
+def cpu_kernels():
+    """:func:`_cpu_kernels`: ``with cpu_kernels("reference"): ...``."""
+    return _cpu_kernels

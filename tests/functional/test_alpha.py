@@ -159,14 +159,16 @@ def test_alpha_gradient_is_scaled_mask():
 @pytest.mark.parametrize("a", [1e-46, -1e-46, 0.0, 2.0**-150, 2.0**-149])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 def test_affine_kernel_and_multiplier_route_agree_for_any_a(a, dtype):
-    # The multiplier route tells kept from dropped by a * m != 0, the kernels by the stream word:
-    # where a rounds to 0 (float32 accumulation) the op must keep the multiplier route's values.
-    from dropkit.ops import ALPHA
+    # The reference tells kept from dropped by a * m != 0, the one-pass kernels by the stream
+    # word: where a rounds to 0 (float32 accumulation) the op must keep the reference's values.
+    from dropkit import kernels
+    from dropkit.kernels import reference
 
     x = torch.randn(6, 4, 5).to(dtype)
     strided = torch.empty(5, 4, 6, dtype=dtype).permute(2, 1, 0).copy_(x)
     t = rng.keep_threshold(0.5)
     for mask_shape in ([6, 4, 5], [6, 1, 5]):
-        fused = ALPHA(x, 3, 0, True, t, a, 0.25, -0.5, mask_shape)
-        route = ALPHA(strided, 3, 0, True, t, a, 0.25, -0.5, mask_shape)
-        assert torch.equal(fused, route.contiguous())
+        fused = kernels.apply_keep_affine(x, 3, 0, t, a, 0.25, -0.5, mask_shape=mask_shape)
+        route = kernels.apply_keep_affine(strided, 3, 0, t, a, 0.25, -0.5, mask_shape=mask_shape)
+        want = reference.apply_keep_affine(x, 3, 0, t, a, 0.25, -0.5, mask_shape=mask_shape)
+        assert torch.equal(fused, want) and torch.equal(route.contiguous(), want)

@@ -215,7 +215,7 @@ def _forward_backward_inplace(fn, x, grad, inplace):
 @pytest.mark.parametrize(("name", "fn", "shape", "inplace"), BROADCAST_METHODS,
                          ids=[m[0] for m in BROADCAST_METHODS])  # fmt: skip
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
-def test_broadcast_methods_give_the_reference_bits(name, fn, shape, inplace, dtype):
+def test_broadcast_methods_give_the_reference_bits(name, fn, shape, inplace, dtype, cpu_kernels):
     x = (torch.randn(shape) * 3).to(dtype)
     x.view(-1)[:3] = torch.tensor([float("nan"), float("inf"), -0.0]).to(dtype)
     grad = torch.randn(shape).to(dtype)
@@ -226,11 +226,8 @@ def test_broadcast_methods_give_the_reference_bits(name, fn, shape, inplace, dty
     runs = []
     for xs in (x, strided):
         for backend in ("cpu", "reference"):
-            dropkit.set_backend(backend)
-            try:
+            with cpu_kernels(backend):
                 runs.append(_forward_backward_inplace(fn, xs, grad, inplace))
-            finally:
-                dropkit.set_backend("auto")
     for results in runs[1:]:  # the one-pass kernels against the reference and the old route
         for got, want in zip(runs[0], results, strict=True):
             nan = torch.isnan(want)

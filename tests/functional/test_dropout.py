@@ -26,24 +26,18 @@ def reference_dropout(x, p, seed, mode="inverted", offset=0):
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("mode", ["inverted", "classic"])
 @pytest.mark.parametrize("backend", ["cpu", "reference"])
-def test_matches_documented_formula(dtype, mode, backend):
+def test_matches_documented_formula(dtype, mode, backend, cpu_kernels):
     x = torch.randn(37, 41).to(dtype)
-    dropkit.set_backend(backend)
-    try:
+    with cpu_kernels(backend):
         y = dropout(x, 0.3, mode=mode, seed=99)
-    finally:
-        dropkit.set_backend("auto")
     assert y.dtype == dtype and y.shape == x.shape
     assert torch.equal(y, reference_dropout(x, 0.3, 99, mode))
 
 
-def test_backends_bit_identical_on_large_input():
+def test_backends_bit_identical_on_large_input(cpu_kernels):
     x = torch.randn(300_001)
-    dropkit.set_backend("reference")
-    try:
+    with cpu_kernels("reference"):
         ref = dropout(x, 0.42, seed=5, offset=3)
-    finally:
-        dropkit.set_backend("auto")
     fast = dropout(x, 0.42, seed=5, offset=3)
     assert torch.equal(ref.view(torch.int32), fast.view(torch.int32))
 

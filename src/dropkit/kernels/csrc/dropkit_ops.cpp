@@ -797,10 +797,7 @@ void keep_into(const at::Tensor& x, at::Tensor& out, const Key key, int64_t offs
   const auto thr = static_cast<uint64_t>(threshold);
   const bool serial = g_forked_child;
   const at::ScalarType acc = accumulation_type(x.scalar_type());
-  // A multiplier that rounds to zero makes "kept" and "dropped" indistinguishable in the
-  // reference's terms (it tells them apart by m != 0): that rare case takes the general route.
-  const bool zero_mul = affine && (acc == at::kFloat ? static_cast<float>(mul) == 0.0f : mul == 0.0);
-  const Pattern p = zero_mul ? Pattern{} : broadcast_pattern(x, mask_shape);
+  const Pattern p = broadcast_pattern(x, mask_shape);
   if (p.found) {
     dispatch_floating(x.scalar_type(), "dropkit::keep", [&](auto tag) {
       using T = decltype(tag);
@@ -822,21 +819,26 @@ void keep_into(const at::Tensor& x, at::Tensor& out, const Key key, int64_t offs
     });
     return;
   }
-  // The multiplier of the mask's shape (a pass over ones: 1 * mul is exact), then torch's own
-  // operations, rounded as the reference rounds them.
+  // Any other layout: the multiplier of the mask's shape (one pass over ones: 1 * mul is exact),
+  // then torch's own operations, rounded as the reference rounds them.
   at::Tensor m = at::ones(mask_shape, x.options().dtype(acc));
+  const double first = affine ? 1.0 : mul;  // affine: the kept indicator first
   dispatch_floating(acc, "dropkit::keep", [&](auto tag) {
     using A = decltype(tag);
     A* ms = m.mutable_data_ptr<A>();
-    keep_mask_kernel<A>(ms, ms, m.numel(), off, key.k0, key.k1, thr, mul, serial);
+    keep_mask_kernel<A>(ms, ms, m.numel(), off, key.k0, key.k1, thr, first, serial);
   });
   if (!affine) {
     at::mul_out(out, x, m);
     return;
   }
-  at::Tensor shift = at::where(m.ne(0), at::scalar_tensor(kept, m.options()),
-                               at::scalar_tensor(dropped, m.options()));
-  out.copy_(x.to(acc).mul(m).add_(shift));
+  // Kept or dropped by the stream word (as the reference), whatever mul rounds to.
+  const at::Tensor kept_mask = m.ne(0);
+  const at::Tensor mult = at::where(kept_mask, at::scalar_tensor(mul, m.options()),
+                                    at::scalar_tensor(0.0, m.options()));
+  const at::Tensor shift = at::where(kept_mask, at::scalar_tensor(kept, m.options()),
+                                     at::scalar_tensor(dropped, m.options()));
+  out.copy_(x.to(acc).mul(mult).add_(shift));
 }
 
 at::Tensor keep_cpu(const at::Tensor& x, const at::Tensor& seed, int64_t offset,
@@ -968,9 +970,10 @@ const c10::TypedOperatorHandle<KeepSignature>& keep_op() {
   return handle;
 }
 
-// The seed tensor is kept as a value (an int64), so nothing of x's size is saved.
+// The seed is kept as its 0-d tensor (never read here: under a compiler it is a traced value),
+// so nothing of x's size is saved.
 at::Tensor seed_of(torch::autograd::AutogradContext* ctx) {
-  return at::scalar_tensor(ctx->saved_data["seed"].toInt(), at::kLong);
+  return ctx->saved_data["seed"].toTensor();
 }
 
 at::Tensor keep_grad(torch::autograd::AutogradContext* ctx, const at::Tensor& grad,
@@ -983,7 +986,7 @@ at::Tensor keep_grad(torch::autograd::AutogradContext* ctx, const at::Tensor& gr
 
 void save_stream(torch::autograd::AutogradContext* ctx, const at::Tensor& seed, int64_t offset,
                  int64_t threshold) {
-  ctx->saved_data["seed"] = seed.item<int64_t>();
+  ctx->saved_data["seed"] = seed;
   ctx->saved_data["offset"] = offset;
   ctx->saved_data["threshold"] = threshold;
 }
