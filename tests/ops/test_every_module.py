@@ -99,8 +99,42 @@ def _draws_differ(module, x, calls=2) -> bool:
     return not torch.equal(outs[0], outs[1])
 
 
+def _compat_modules():
+    from dropkit.compat import timm, torchvision
+
+    image = torch.randn(4, 6, 9, 9)
+    return {
+        "timm.DropPath": (timm.DropPath(0.3), torch.randn(64, 6, 5)),
+        "timm.DropBlock2d": (timm.DropBlock2d(0.3, 3), image),
+        "torchvision.StochasticDepth": (torchvision.StochasticDepth(0.3, "row"), torch.randn(64, 5)),
+        "torchvision.DropBlock2d": (torchvision.DropBlock2d(0.3, 3), image),
+        "torchvision.DropBlock3d": (torchvision.DropBlock3d(0.3, 3), torch.randn(2, 3, 5, 6, 5)),
+    }
+
+
+COMPAT = sorted(_compat_modules())
+
+
+@pytest.mark.parametrize("name", sorted(MODULES) + COMPAT)
+def test_compiled_in_training_compiles_once_and_draws_fresh_masks(name):
+    """20 calls of the compiled module: one graph (dynamo's counters), a new mask every call."""
+    from torch._dynamo.utils import counters
+
+    module, x = MODULES[name]() if name in MODULES else _compat_modules()[name]
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = torch.compile(module, fullgraph=True, backend="aot_eager")
+    torch.manual_seed(0)  # the masks drawn (and so the verdict) do not depend on earlier tests
+    outs = [compiled(x) for _ in range(20)]
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["recompiles"])
+    if name != "DropConnectLinear-moment-matching":  # evaluation: Monte-Carlo moments, fixed
+        assert all(not torch.equal(a, b) for a, b in zip(outs, outs[1:]))
+
+
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_compile_fullgraph_matches_eager(name):
+    # aot_eager runs the recorded seed draws as they are; Inductor replaces them with its own
+    # generator unless torch._inductor.config.fallback_random is set (as for torch's dropout).
     module, x = MODULES[name]()
     compiled = torch.compile(module, fullgraph=True, backend="aot_eager")
     torch.manual_seed(3)

@@ -1,7 +1,7 @@
-"""The op layer's factory: for every declared op, ``torch.library.opcheck`` passes (schema, fake,
-autograd registration, AOT dispatch), the eager route and the custom op agree bit for bit (forward,
-backward, double backward, without gradients), the eager route saves no tensor, and tracing takes
-the op."""
+"""The operators: for every primitive and every factory-made method, ``torch.library.opcheck``
+passes (schema, fake, autograd registration, AOT dispatch), the compiled CPU kernels and the
+reference kernels agree bit for bit (forward, backward, double backward), the autograd rule saves
+no tensor but the declared ones, and tracing records the operator."""
 
 from __future__ import annotations
 
@@ -13,8 +13,11 @@ import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from dropkit import ops, rng
+from dropkit.kernels import seed_tensor
 
 T = rng.keep_threshold(0.4)
+KEEP = torch.ops.dropkit.keep.default
+KEEP_AFFINE = torch.ops.dropkit.keep_affine.default
 
 
 def _ids(shape):
@@ -22,23 +25,24 @@ def _ids(shape):
 
 
 def _cases():
-    """op -> (args builder for a given x, x shape); args after (x, seed, offset[, affine])."""
+    """name -> (operator, x shape, args after (x, seed, offset))."""
     x4 = (4, 3, 5, 6)
     return {
-        "keep": (ops.KEEP, x4, lambda s: (True, T, 2.5, list(s))),
-        "keep-broadcast": (ops.KEEP, x4, lambda s: (True, T, 2.5, [s[0], s[1], 1, 1])),
-        "alpha": (ops.ALPHA, x4, lambda s: (True, T, 0.8, 0.3, -1.2, list(s))),
-        "alpha-feature": (ops.ALPHA, x4, lambda s: (True, T, 0.8, 0.3, -1.2, [s[0], s[1], 1, 1])),
-        "normal_noise": (ops.NORMAL_NOISE, x4, lambda s: (True, 0.7)),
-        "blocks-valid": (ops.BLOCKS, x4, lambda s: (True, T // 8, [3, 3], True, False, "sample",
-                                                     1e-6, False)),
-        "blocks-clip-batch": (ops.BLOCKS, x4, lambda s: (True, T // 8, [2, 3], False, True,
-                                                         "batch", 1e-6, False)),
-        "blocks-noise": (ops.BLOCKS, x4, lambda s: (True, T // 8, [3, 3], False, True, "none",
-                                                     1e-6, True)),
-        "holes": (ops.HOLES, x4, lambda s: (True, 3, 2, 0.5)),
-        "branches": (ops.BRANCHES, (3, 4, 5), lambda s: (True, T)),
-        "words": (ops.WORDS, (2, 5, 3), lambda s: (True, _ids(s[:2]), T, 2.0)),
+        "keep": (KEEP, x4, lambda s: (T, 2.5, list(s))),
+        "keep-broadcast": (KEEP, x4, lambda s: (T, 2.5, [s[0], s[1], 1, 1])),
+        "keep-broadcast-inner": (KEEP, x4, lambda s: (T, 2.5, [1, s[1], 1, s[3]])),
+        "alpha": (KEEP_AFFINE, x4, lambda s: (T, 0.8, 0.3, -1.2, list(s))),
+        "alpha-feature": (KEEP_AFFINE, x4, lambda s: (T, 0.8, 0.3, -1.2, [s[0], s[1], 1, 1])),
+        "normal_noise": (ops.NORMAL_NOISE.op, x4, lambda s: (True, 0.7)),
+        "blocks-valid": (ops.BLOCKS.op, x4, lambda s: (True, T // 8, [3, 3], True, False,
+                                                        "sample", 1e-6, False)),
+        "blocks-clip-batch": (ops.BLOCKS.op, x4, lambda s: (True, T // 8, [2, 3], False, True,
+                                                            "batch", 1e-6, False)),
+        "blocks-noise": (ops.BLOCKS.op, x4, lambda s: (True, T // 8, [3, 3], False, True, "none",
+                                                        1e-6, True)),
+        "holes": (ops.HOLES.op, x4, lambda s: (True, 3, 2, 0.5)),
+        "branches": (ops.BRANCHES.op, (3, 4, 5), lambda s: (True, T)),
+        "embedding": (ops.EMBEDDING.op, (2, 5, 3), lambda s: (True, _ids(s[:2]), T, 2.0)),
     }  # fmt: skip
 
 
@@ -46,7 +50,7 @@ CASES = _cases()
 
 
 def _args(name, x, seed):
-    op, _, extra = CASES[name]
+    _, _, extra = CASES[name]
     return (x, seed, 3, *extra(list(x.shape)))
 
 
@@ -57,12 +61,12 @@ def test_opcheck(name, layout):
     x = torch.randn(shape, dtype=torch.float64)
     if layout == "permuted":
         x = x.transpose(-1, -2).contiguous().transpose(-1, -2)
-    torch.library.opcheck(op.op, _args(name, x.requires_grad_(), ops.seed_tensor(9)))
+    torch.library.opcheck(op, _args(name, x.requires_grad_(), seed_tensor(9)))
 
 
 def test_opcheck_stream_ops():
     x, w, b = torch.randn(6, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64), None
-    seed = ops.seed_tensor(5)
+    seed = seed_tensor(5)
     x, w = x.requires_grad_(), w.requires_grad_()
     torch.library.opcheck(ops.LINEAR.op, (x, w, b, seed, 0, T, 2.0))
     torch.library.opcheck(ops.LINEAR_PER_SAMPLE.op, (x[:, None], w, seed, 0, T, 2.0, 2))
@@ -74,12 +78,13 @@ def test_opcheck_stream_ops():
     torch.library.opcheck(ops.NORMAL.op, (x.detach(), seed, 4, [3, 2]))
     r = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(4, dtype=torch.float64, requires_grad=True)
-    torch.library.opcheck(ops.BIAS_DROPOUT_ADD.op, (x, bias, r, seed, 0, T, 2.0, [4]))
+    torch.library.opcheck(torch.ops.dropkit.bias_dropout_add.default, (x, bias, r, seed, 0, T, 2.0))
 
 
-def _run(name, route, x, seed):
+def _run(name, x, seed):
+    op = CASES[name][0]
     leaf = x.detach().clone().requires_grad_()
-    y = route(*_args(name, leaf, seed))
+    y = op(*_args(name, leaf, seed))
     weights = torch.arange(y.numel(), dtype=y.dtype).reshape(y.shape)
     (grad,) = torch.autograd.grad(y, leaf, weights)
     return y, grad
@@ -87,60 +92,62 @@ def _run(name, route, x, seed):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-def test_eager_route_equals_the_op(name, dtype):
+def test_compiled_kernels_equal_the_reference(name, dtype, cpu_kernels):
     op, shape, _ = CASES[name]
     x = torch.randn(shape).to(dtype)
-    a, ga = _run(name, op, x, ops.seed_tensor(2**63 + 9))
-    b, gb = _run(name, op.op, x, ops.seed_tensor(2**63 + 9))
+    with cpu_kernels("cpu"):
+        a, ga = _run(name, x, seed_tensor(2**63 + 9))
+    with cpu_kernels("reference"):
+        b, gb = _run(name, x, seed_tensor(2**63 + 9))
     assert a.dtype == b.dtype == dtype
     assert torch.equal(a, b) and torch.equal(ga, gb)
     with torch.no_grad():
-        c = op(*_args(name, x, ops.seed_tensor(2**63 + 9)))
+        c = op(*_args(name, x, seed_tensor(2**63 + 9)))
     assert c.grad_fn is None and torch.equal(c, b)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_double_backward_matches_the_op(name):
+def test_double_backward_equals_the_reference(name, cpu_kernels):
     op, shape, _ = CASES[name]
     x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
     results = []
-    for route in (op, op.op):
-        y = route(*_args(name, x * x, ops.seed_tensor(4)))
-        (g,) = torch.autograd.grad(y.sum(), x, create_graph=True)
-        (gg,) = torch.autograd.grad(g.sum(), x)
+    for kernels in ("cpu", "reference"):
+        with cpu_kernels(kernels):
+            y = op(*_args(name, x * x, seed_tensor(4)))
+            (g,) = torch.autograd.grad(y.sum(), x, create_graph=True)
+            (gg,) = torch.autograd.grad(g.sum(), x)
         results.append((g.detach(), gg))
     assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_eager_route_saves_no_tensor_but_the_declared_ones(name):
+def test_autograd_saves_no_tensor_but_the_declared_ones(name):
     op, shape, _ = CASES[name]
     x = torch.randn(shape, requires_grad=True)
-    args = _args(name, x, ops.seed_tensor(5))
+    args = _args(name, x, seed_tensor(5))
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         op(*args)
-    declared = [a for a in args[4:] if isinstance(a, torch.Tensor)]  # the ids of WORDS
+    declared = [a for a in args[4:] if isinstance(a, torch.Tensor)]  # the ids of EMBEDDING
     assert len(saved) == len(declared) and all(s is d for s, d in zip(saved, declared))
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_tracing_takes_the_custom_op(name):
+def test_tracing_records_the_operator(name):
     op, shape, _ = CASES[name]
-    graph = make_fx(lambda t: op(*_args(name, t, ops.seed_tensor(1))))(torch.randn(shape))
-    assert f"dropkit.{op.name}" in graph.code
+    graph = make_fx(lambda t: op(*_args(name, t, seed_tensor(1))))(torch.randn(shape))
+    assert f"dropkit.{op._opname}" in graph.code
 
 
-def test_gradcheck_through_both_routes():
+def test_gradcheck():
     x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
     for name in ("keep", "alpha", "normal_noise", "blocks-valid", "holes"):
         op = CASES[name][0]
         y = torch.randn(4, 3, 5, 6, dtype=torch.float64, requires_grad=True)
-        for route in (op, op.op):
-            torch.autograd.gradcheck(
-                lambda t, route=route, name=name: route(*_args(name, t, ops.seed_tensor(3))), (y,)
-            )
-    torch.autograd.gradcheck(lambda t: ops.KEEP(t, 3, 0, True, T, 2.0, [3, 4]), (x,))
+        torch.autograd.gradcheck(
+            lambda t, op=op, name=name: op(*_args(name, t, seed_tensor(3))), (y,)
+        )
+    torch.autograd.gradcheck(lambda t: KEEP(t, seed_tensor(3), 0, T, 2.0, [3, 4]), (x,))
 
 
 def test_schema_needs_a_seed():
@@ -165,7 +172,7 @@ def test_a_new_method_in_twenty_lines():
     y = drop_channel_pairs(x, 0.5, seed=3)
     kept = (y != 0).any(-1).any(-1)  # (N, C)
     assert torch.equal(kept[:, 0::2], kept[:, 1::2]) and 0 < kept.sum() < kept.numel()
-    torch.library.opcheck(PAIRS.op, (x, ops.seed_tensor(3), 0, True, T, 2.0))
+    torch.library.opcheck(PAIRS.op, (x, seed_tensor(3), 0, True, T, 2.0))
     torch.autograd.gradcheck(lambda t: drop_channel_pairs(t, 0.5, seed=3), (x,))
     compiled = torch.compile(drop_channel_pairs, fullgraph=True, backend="aot_eager")
     assert torch.equal(compiled(x, 0.5, seed=3), y)

@@ -1,5 +1,5 @@
-"""Seeds of one call (``dropkit.ops.resolve_stream``): a Python int on the eager route, a 0-d
-int64 tensor wherever something traces or fakes the call, the same value either way."""
+"""Seeds of one call (``dropkit.ops.resolve_stream``): always a 0-d int64 CPU tensor, the
+operators' form, eager or traced; the default draw advances torch's generator as ``random_``."""
 
 from __future__ import annotations
 
@@ -12,35 +12,28 @@ from dropkit import rng
 from dropkit.ops import resolve_stream
 
 
-def _draw_both(generator_seed: int) -> tuple[int, torch.Tensor]:
-    eager = resolve_stream(torch.ones(3), torch.Generator().manual_seed(generator_seed), None, 0, 3)
-    traced = resolve_stream(
-        torch.ones(3, device="meta"), torch.Generator().manual_seed(generator_seed), None, 0, 3
-    )
-    return eager[0], traced[0]
-
-
-def test_eager_seeds_are_ints_traced_ones_tensors_of_the_same_value():
-    eager, traced = _draw_both(5)
-    assert type(eager) is int
-    assert isinstance(traced, torch.Tensor) and traced.dtype == torch.int64 and traced.dim() == 0
-    assert eager == int(traced)
-
+def test_seeds_are_0d_int64_tensors_drawn_from_the_generator():
+    seed, offset = resolve_stream(torch.Generator().manual_seed(5), None, 2, 3)
+    assert seed.dtype == torch.int64 and seed.dim() == 0 and seed.device.type == "cpu"
+    assert offset == 2
+    assert int(seed) == rng.draw_seed(torch.Generator().manual_seed(5))
     torch.manual_seed(9)
-    default_eager, _ = resolve_stream(torch.ones(3), None, None, 0, 3)
+    default, _ = resolve_stream(None, None, 0, 3)
     torch.manual_seed(9)
-    default_traced, _ = resolve_stream(torch.ones(3, device="meta"), None, None, 0, 3)
-    assert type(default_eager) is int and default_eager == int(default_traced)
+    assert int(default) == rng.draw_seed()
 
 
 @pytest.mark.parametrize("seed", [7, 2**64 - 1, -(2**63)])
-def test_explicit_seeds_keep_their_value_on_both_routes(seed):
-    eager, _ = resolve_stream(torch.ones(3), None, seed, 0, 3)
-    traced, _ = resolve_stream(torch.ones(3, device="meta"), None, seed, 0, 3)
-    assert eager == seed
-    assert int(traced) % 2**64 == seed % 2**64  # the tensor holds the same 64 bits
-    given = resolve_stream(torch.ones(3), None, torch.tensor(7), 0, 3)[0]
-    assert isinstance(given, torch.Tensor) and int(given) == 7  # a tensor seed stays a tensor
+def test_explicit_seeds_keep_their_64_bits(seed):
+    tensor, _ = resolve_stream(None, seed, 0, 3)
+    assert int(tensor) % 2**64 == seed % 2**64
+    given = torch.tensor(7)
+    assert int(resolve_stream(None, given, 0, 3)[0]) == 7
+
+
+def test_seed_and_generator_together_are_refused():
+    with pytest.raises(ValueError, match="either seed or generator"):
+        resolve_stream(torch.Generator(), 3, 0, 3)
 
 
 def test_draw_seed_is_draw_seed_tensor_and_survives_inference_mode():
