@@ -48,11 +48,19 @@ FLAGS = [
 ]
 
 
+TRAMPOLINE = (
+    "import os, sys\n"
+    "r, w = int(sys.argv[1]), int(sys.argv[2])\n"
+    "os.dup2(r, 3); os.dup2(w, 4); os.close(r); os.close(w)\n"
+    "os.execv(sys.argv[3], sys.argv[3:])\n"
+)
+
+
 def find_chromium() -> str | None:
     """The Chromium executable ($DROPKIT_CHROMIUM or one on PATH), or None."""
     chosen = os.environ.get("DROPKIT_CHROMIUM")
     if chosen:
-        return chosen if shutil.which(chosen) else None
+        return shutil.which(chosen)
     for name in CANDIDATES:
         found = shutil.which(name)
         if found:
@@ -95,29 +103,30 @@ class Chromium:
         self.profile = tempfile.mkdtemp(prefix="dropkit-chromium-")
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
-
-        def child_fds():  # the protocol's pipe is fd 3 (commands in) and fd 4 (replies out)
-            read_end = fcntl.fcntl(to_browser_r, fcntl.F_DUPFD, 10)
-            write_end = fcntl.fcntl(from_browser_w, fcntl.F_DUPFD, 10)
-            os.dup2(read_end, 3)
-            os.dup2(write_end, 4)
-
-        self.proc = subprocess.Popen(
-            [
-                executable,
-                *FLAGS,
-                f"--user-data-dir={self.profile}",
-                f"--window-size={width},{height}",
-                "about:blank",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            preexec_fn=child_fds,
-            close_fds=False,  # fds 3 and 4 must reach Chromium; the pipes' own fds are CLOEXEC
-        )
-        os.close(to_browser_r)
-        os.close(from_browser_w)
+        # The protocol's pipe is Chromium's fd 3 (commands in) and fd 4 (replies out). A small
+        # Python trampoline moves the two ends there and execs Chromium (no preexec_fn, which is
+        # unsafe with threads); they are first copied above fd 10, so neither is already 3 or 4.
+        high_r = fcntl.fcntl(to_browser_r, fcntl.F_DUPFD_CLOEXEC, 10)
+        high_w = fcntl.fcntl(from_browser_w, fcntl.F_DUPFD_CLOEXEC, 10)
+        for fd in (to_browser_r, from_browser_w):
+            os.close(fd)
+        args = [
+            *FLAGS,
+            f"--user-data-dir={self.profile}",
+            f"--window-size={width},{height}",
+            "about:blank",
+        ]
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", TRAMPOLINE, str(high_r), str(high_w), executable, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                pass_fds=(high_r, high_w),
+            )
+        finally:
+            os.close(high_r)
+            os.close(high_w)
         self._buffer = b""
         self._next_id = 0
         self.events: list[dict] = []
@@ -317,9 +326,11 @@ INSPECT = r"""
     return false;
   };
   const column = article.getBoundingClientRect();
-  const wide = [...article.querySelectorAll("table, pre > code")].map((el) => {
+  const page = document.documentElement;
+  const wide = [...article.querySelectorAll("table, pre > code, div.arithmatex")].map((el) => {
+    // Fits: shows all its content inside its own box, and the box is inside the window.
     const fits = el.scrollWidth <= el.clientWidth + 1
-      && el.getBoundingClientRect().right <= column.right + 1;
+      && el.getBoundingClientRect().right <= page.clientWidth + 1;
     return {tag: el.tagName.toLowerCase(), width: el.scrollWidth, column: column.width,
             fits, scrolls: fits ? false : scrolls(el)};
   });
@@ -329,6 +340,7 @@ INSPECT = r"""
       src: img.currentSrc || img.src, width: img.naturalWidth, height: img.naturalHeight,
     })),
     maths, raw, wide,
+    page: {width: page.scrollWidth, window: page.clientWidth},
   };
 })()
 """

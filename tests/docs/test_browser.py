@@ -24,8 +24,11 @@ if CHROMIUM is None:
     )
 
 LOCAL = "127.0.0.1"
-# Pages whose figures and formulas are checked; every other page with a formula is added.
+# Pages whose figures and formulas are checked; every other page with a formula or a picture
+# is added.
 PAGES = ["", "benchmarks/", "experiments/", "random-stream/"]
+NARROW = ["", "benchmarks/", "experiments/", "random-stream/", "methods/drop-block/",
+          "reference/functional/"]  # fmt: skip
 
 
 def offsite(requests: list[dict]) -> list[str]:
@@ -46,7 +49,7 @@ def pages_to_check(site: Path) -> list[str]:
     pages |= {
         str(p.parent.relative_to(site)) + "/"
         for p in site.rglob("index.html")
-        if "<math" in p.read_text(encoding="utf-8")
+        if re.search(r"<math\b|<img\b", p.read_text(encoding="utf-8"))
     }
     return sorted(page.replace("./", "") for page in pages)
 
@@ -70,6 +73,21 @@ def seen(site_build, tmp_path_factory) -> dict[str, dict]:
                 tab.screenshot(shots / "drop-block-formula.png", "div.arithmatex")
             if page == "benchmarks/":
                 tab.screenshot(shots / "benchmarks-table.png", ".md-typeset__scrollwrap")
+    return out
+
+
+@pytest.fixture(scope="module")
+def seen_on_a_phone(site_build) -> dict[str, dict]:
+    """The pages with the widest tables, code and formulas, in a 400-pixel-wide window."""
+    assert site_build.ok, site_build.log()
+    out = {}
+    with (
+        headless.SiteServer(site_build.site) as server,
+        headless.Chromium(CHROMIUM, 400, 800) as tab,
+    ):
+        for page in NARROW:
+            tab.open(server.base + page)
+            out[page] = tab.evaluate(headless.INSPECT)
     return out
 
 
@@ -132,6 +150,14 @@ def test_wide_tables_and_code_scroll_instead_of_being_cut(seen):
     # The benchmarks page's widest table is much wider than the column: it must scroll.
     tables = [b for b in seen["benchmarks/"]["wide"] if b["tag"] == "table"]
     assert any(b["scrolls"] and b["width"] > 2 * b["column"] for b in tables)
+
+
+@pytest.mark.slow
+def test_on_a_phone_wide_content_scrolls_and_the_page_does_not(seen_on_a_phone):
+    for page, report in seen_on_a_phone.items():
+        for block in report["wide"]:
+            assert block["fits"] or block["scrolls"], f"{page}: a {block['tag']} is cut: {block}"
+        assert report["page"]["width"] <= report["page"]["window"], f"{page} scrolls sideways"
 
 
 def test_the_check_sees_a_request_to_another_host(tmp_path: Path):
