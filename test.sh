@@ -15,6 +15,16 @@ bin="${DROPKIT_VENV:-$PWD/.venv}/bin"
 if ! "$bin/python" -m pip show --quiet timm torchvision >/dev/null 2>&1; then
     "$bin/python" -m pip install --quiet --no-deps "timm==1.0.31" "torchvision==0.28.0"
 fi
+# The docs' browser test (tests/docs/test_browser.py) opens the built site in headless Chromium
+# and skips without it. As root with apt-get (as CI runs), install Debian's package once.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1
+then
+    echo "test.sh: installing chromium (apt-get) for the docs' browser test" >&2
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+        >/dev/null 2>&1; then
+        echo "test.sh: could not install chromium; the docs' browser test will skip" >&2
+    fi
+fi
 status=0
 "$bin/ruff" check src tests benchmarks tools docs/scripts || status=1
 "$bin/ruff" format --check src tests benchmarks tools docs/scripts || status=1
