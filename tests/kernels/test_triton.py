@@ -790,6 +790,24 @@ def test_aligned_stream_uses_vector_accesses(monkeypatch):
     assert _accesses(shifted.asm["ptx"]) == {"ld.global.b32", "st.global.b32"}
 
 
+def test_per_call_scalars_are_not_specialised(monkeypatch):
+    # Seeds, stream positions, thresholds and scale bits change every call: a compiled variant
+    # per value class (divisible by 16, equal to 1) would recompile during training. Sizes stay
+    # specialised (vector accesses).
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    kernels = tg._load()
+    for name in ("_keep_mask_kernel", "_keep_affine_kernel", "_broadcast_kernel",
+                 "_bias_dropout_add_kernel", "_words_kernel", "_uniforms_kernel"):  # fmt: skip
+        flags = {p.name: p.do_not_specialize for p in kernels[name].params}
+        assert flags["k0"] and flags["k1"], name
+        for param in ("first_group", "offset", "threshold", "scale_bits", "mul_bits"):
+            if param in flags:
+                assert flags[param], (name, param)
+        for param in ("n", "a", "b", "c", "bias_n"):
+            if param in flags:
+                assert not flags[param], (name, param)
+
+
 def test_interpreter_again_after_compiling(monkeypatch):
     # Kernels decorated for the compiler are re-decorated when TRITON_INTERPRET comes back.
     _compile("_words_kernel", "*i64", None, tg.LAUNCH_OPTIONS, monkeypatch)

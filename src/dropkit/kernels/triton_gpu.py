@@ -60,6 +60,7 @@ Triton is imported on first use, never at import: dropkit works without Triton i
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import struct
 import threading
@@ -449,6 +450,20 @@ _KERNELS = (
     _uniforms_kernel,
 )
 _SOURCES = {fn.__name__: fn for fn in _HELPERS + _KERNELS}
+# Scalars Triton must not specialise on (by default it compiles a variant for integers divisible
+# by 16, or equal to 1): the seed's words, stream positions, thresholds and scale bits change
+# from call to call, and a variant for each would compile again in the middle of training. Sizes
+# (n, a, b, c, bias_n) stay specialised: divisibility by 16 keeps accesses vectorised.
+_NO_SPECIALIZE = frozenset(
+    ("k0", "k1", "first_group", "offset", "threshold", "scale_bits", "mul_bits", "kept_bits",
+     "dropped_bits")
+)  # fmt: skip
+
+
+def _params(fn) -> frozenset[str]:
+    return frozenset(inspect.signature(fn).parameters)
+
+
 _jitted: dict[str, object] = {}
 
 
@@ -459,7 +474,10 @@ def _load() -> dict[str, object]:
     interpret = _interpreting()
     with _lock:
         if _built_for is not interpret:
-            jitted = {name: triton.jit(fn) for name, fn in _SOURCES.items()}
+            jitted = {
+                name: triton.jit(fn, do_not_specialize=sorted(_NO_SPECIALIZE & _params(fn)))
+                for name, fn in _SOURCES.items()
+            }
             # Kernels find their helpers through the module's globals, as Triton resolves names.
             globals().update({name: jitted[name] for name in _SOURCES})
             _jitted.clear()
