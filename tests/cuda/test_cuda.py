@@ -14,11 +14,15 @@ The tests' own logic can be checked without a GPU: with ``DROPKIT_CUDA_SELF_CHEC
 device is the CPU too and nothing is skipped (``DROPKIT_CUDA_SELF_CHECK=1 python -m pytest -m cuda
 tests/cuda``). That run proves the test bodies are consistent (and, for the compile test, that the
 counters and fresh-mask checks work on the CPU with the ``aot_eager`` backend), not that CUDA
-matches.
+matches. ``DROPKIT_CUDA_SELF_CHECK=triton`` goes one step further: the second device's kernel
+calls go to the Triton backend (the kernels CUDA tensors reach) under ``TRITON_INTERPRET=1``, so
+the comparisons check those kernels through the whole op layer against the C++ CPU backend
+(slow: the interpreter; a development aid that patches a private router, see :func:`on`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import warnings
@@ -30,9 +34,31 @@ import torch
 import dropkit.functional as F
 from dropkit import nn as dnn
 
-SELF_CHECK = os.environ.get("DROPKIT_CUDA_SELF_CHECK") == "1"
+# "1": CPU vs CPU; "triton": CPU vs CPU tensors through the Triton backend (interpreter).
+SELF_CHECK = os.environ.get("DROPKIT_CUDA_SELF_CHECK", "")
 CUDA = torch.cuda.is_available()
-DEVICES = ("cpu", "cpu" if SELF_CHECK else "cuda")
+DEVICES = ("cpu", {"": "cuda", "1": "cpu", "triton": "cpu+triton"}.get(SELF_CHECK, "cpu"))
+
+
+@contextlib.contextmanager
+def on(device: str):
+    """The torch device of a ``DEVICES`` entry. ``"cpu+triton"`` (self-check only) is the CPU with
+    every kernel call routed to the Triton backend under ``TRITON_INTERPRET=1``: the kernels
+    CUDA tensors reach, run on the CPU, through the whole op layer. It patches the kernel router
+    (``dropkit.kernels._backend_for``), a private name: that mode is a development aid."""
+    if device != "cpu+triton":
+        yield device
+        return
+    from dropkit import kernels
+    from dropkit.kernels import triton_gpu
+
+    if not hasattr(kernels, "_backend_for"):
+        pytest.skip("the kernel router dropkit.kernels._backend_for is gone: no triton self-check")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRITON_INTERPRET", "1")
+        patch.setattr(kernels, "_backend_for", lambda target: triton_gpu)
+        yield "cpu"
+
 
 pytestmark = [
     pytest.mark.cuda,
@@ -47,6 +73,16 @@ pytestmark = [
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 SEED = 20260412
+
+
+@pytest.fixture(autouse=True)
+def _no_tf32():
+    """float32 matmuls and convolutions in float32, not TF32 (cuDNN's default allows TF32 for
+    convolutions): DropConnect's tolerances below are those of a reordered float32 reduction."""
+    matmul, conv = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, conv
 
 
 def _ids(dtype: torch.dtype) -> str:
@@ -76,6 +112,11 @@ def _run(
 ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
     """``fn`` on copies of ``inputs`` on ``device``; the output and the inputs' gradients, on the
     CPU. The upstream gradient is drawn on the CPU (fixed generator) and copied."""
+    with on(device) as target:
+        return _run_on(fn, inputs, target, dtype, grad, memory_format)
+
+
+def _run_on(fn, inputs, device, dtype, grad, memory_format):
     leaves = [_to(t, device, dtype, grad) for t in inputs]
     args = leaves
     if memory_format is not None:
@@ -361,6 +402,11 @@ MODULES: dict[str, tuple[Callable[[], torch.nn.Module], tuple[int, ...], bool]] 
 
 
 def _module_run(name: str, device: str, dtype: torch.dtype):
+    with on(device) as target:
+        return _module_run_on(name, target, dtype)
+
+
+def _module_run_on(name: str, device: str, dtype: torch.dtype):
     factory, shape, _ = MODULES[name]
     torch.manual_seed(0)  # parameters, if any, are drawn on the CPU: the same on every device
     module = factory().train()
@@ -390,21 +436,24 @@ def test_embedding_dropout_module_matches_cpu():
     indices = torch.randint(0, 30, (5, 9), generator=torch.Generator().manual_seed(3))
     for dtype in DTYPES:
         results = []
-        for device in DEVICES:
-            torch.manual_seed(0)
-            layer = dnn.EmbeddingDropout(30, 8, p=0.3, seed=SEED).to(device=device, dtype=dtype)
-            out = layer(indices.to(device))
-            upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
-            out.backward(upstream.to(device=device, dtype=dtype))
-            results.append((out.detach().cpu(), layer.weight.grad.cpu()))
+        for name in DEVICES:
+            with on(name) as device:
+                torch.manual_seed(0)
+                layer = dnn.EmbeddingDropout(30, 8, p=0.3, seed=SEED)
+                layer = layer.to(device=device, dtype=dtype)
+                out = layer(indices.to(device))
+                upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
+                out.backward(upstream.to(device=device, dtype=dtype))
+                results.append((out.detach().cpu(), layer.weight.grad.cpu()))
         _equal(results[0][0], results[1][0], f"EmbeddingDropout {dtype} output")
         _equal(results[0][1], results[1][1], f"EmbeddingDropout {dtype} weight gradient")
 
 
 def test_unseeded_calls_draw_fresh_masks_on_the_device():
     # Without seed= every call draws a new mask (on the second device, the one under test).
-    x = torch.ones(64, 64, device=DEVICES[1])
-    a, b = F.dropout(x, 0.5, True), F.dropout(x, 0.5, True)
+    with on(DEVICES[1]) as device:
+        x = torch.ones(64, 64, device=device)
+        a, b = F.dropout(x, 0.5, True), F.dropout(x, 0.5, True)
     assert a.device == x.device and not torch.equal(a, b)
 
 
@@ -438,7 +487,7 @@ def _compiled_calls(calls: int = 10) -> tuple[dict, list[torch.Tensor], torch.nn
     """``calls`` training steps of the compiled :class:`_Block` after ``torch._dynamo.reset()``:
     dynamo's counters, the outputs, the model. inductor on CUDA; aot_eager in the CPU self-check
     (no C++ compile of the graph on a small CPU)."""
-    device = DEVICES[1]
+    device = "cuda" if DEVICES[1] == "cuda" else "cpu"
     backend = "inductor" if device == "cuda" else "aot_eager"
     torch.manual_seed(0)
     model = _Block().to(device).train()
