@@ -133,8 +133,9 @@ if ! have pytest; then
 elif [ "$MODE" = gpu ]; then
     run cuda_tests 280 "$PY" "${PYTEST_ARGS[@]}"
 else
-    # The same test bodies CPU vs CPU: checks the tests, not CUDA.
-    run cuda_tests 280 env DROPKIT_CUDA_SELF_CHECK=1 "$PY" "${PYTEST_ARGS[@]}"
+    # The same test bodies on CPU tensors, the second run through the Triton backend under the
+    # interpreter (tests/cuda: DROPKIT_CUDA_SELF_CHECK=triton): checks the tests, not CUDA.
+    run cuda_tests 280 env DROPKIT_CUDA_SELF_CHECK=triton "$PY" "${PYTEST_ARGS[@]}"
 fi
 
 # -- Every figure in one file, and the summary -------------------------------------------------
