@@ -675,10 +675,12 @@ def _compile(
     monkeypatch,
     shift: int = 0,
     wide: bool = False,
+    divisible: tuple[str, ...] = ("n",),
     **extra,
 ):
-    """Compile one kernel as a launch would (annotated scalars, pointers and ``n`` 16-aligned);
-    ``extra``: the values of the kernel's other compile-time constants."""
+    """Compile one kernel as a launch would (annotated scalars, pointers and the sizes named in
+    ``divisible`` 16-aligned); ``extra``: the values of the kernel's other compile-time
+    constants."""
     from triton.backends.compiler import GPUTarget
 
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
@@ -691,7 +693,7 @@ def _compile(
             constexprs[param.name] = constants[param.name]
             continue
         signature[param.name] = param.annotation or pointer
-        if not param.annotation or param.name == "n":
+        if not param.annotation or param.name in divisible:
             attrs[(index,)] = [["tt.divisibility", 16]]
     source = triton.compiler.ASTSource(kernel, signature, constexprs=constexprs, attrs=attrs)
     return triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
@@ -765,13 +767,29 @@ def test_new_kernels_compile_without_fused_multiply_add(
     acc = {"fp32": tl.float32, "fp64": tl.float64}[acc]
     if "tile" in extra:
         block_i, block_j, block_k = BROADCAST_TILES[extra.pop("tile")]
-        extra.update(BLOCK_I=block_i, BLOCK_J=block_j, BLOCK_K=block_k)
+        extra.update(BLOCK_I=block_i, BLOCK_J=block_j, BLOCK_K=block_k, UNIT_C=block_k == 1)
     compiled = _compile(name, pointer, acc, tg.LAUNCH_OPTIONS, monkeypatch, **extra)
     ptx = compiled.asm["ptx"]
     assert not re.search(r"\bfma\.", ptx)
     assert not re.search(r"\b[FD]FMA\b", _sass(compiled, tmp_path))
     if name == "_keep_affine_kernel" or extra.get("AFFINE"):
         assert re.search(r"\badd\.rn\.f(32|64)", ptx) and re.search(r"\bmul\.rn\.f(32|64)", ptx)
+
+
+@pytest.mark.parametrize("tile", sorted(BROADCAST_TILES))
+@pytest.mark.parametrize("pointer", ["*fp32", "*bf16"])
+def test_broadcast_kernel_uses_vector_accesses(tile, pointer, monkeypatch):
+    # Sizes divisible by 16 (Triton specialises on it at launch): 16-byte loads and stores for
+    # every layer's form, no shared memory.
+    block_i, block_j, block_k = BROADCAST_TILES[tile]
+    compiled = _compile(
+        "_broadcast_kernel", pointer, tl.float32, tg.LAUNCH_OPTIONS, monkeypatch,
+        divisible=("a", "b", "c"), AFFINE=False, BLOCK_I=block_i, BLOCK_J=block_j,
+        BLOCK_K=block_k, UNIT_C=block_k == 1,
+    )  # fmt: skip
+    loads_stores = _accesses(compiled.asm["ptx"])
+    assert loads_stores == {"ld.global.v4.b32", "st.global.v4.b32"}, loads_stores
+    assert compiled.metadata.shared == 0
 
 
 def test_fma_check_sees_triton_default_fusion(monkeypatch, tmp_path):

@@ -385,6 +385,7 @@ def _broadcast_kernel(
     BLOCK_J: tl.constexpr,
     BLOCK_K: tl.constexpr,
     AFFINE: tl.constexpr,
+    UNIT_C: tl.constexpr,
     WIDE: tl.constexpr,
     ACC: tl.constexpr,
 ):
@@ -406,23 +407,36 @@ def _broadcast_kernel(
         c_ = c.to(tl.int32)
     # (not tl.cdiv: Triton decorates it at import, for the interpreter or not; see above)
     j_blocks = (b_ + BLOCK_J - 1) // BLOCK_J
-    k_blocks = (c_ + BLOCK_K - 1) // BLOCK_K
-    jb = pid % j_blocks  # the broadcast blocks vary fastest: neighbours share mask words
-    rest = pid // j_blocks
-    kb = rest % k_blocks
-    ib = rest // k_blocks
-    i = ib * BLOCK_I + tl.arange(0, BLOCK_I)[:, None, None]
-    j = jb * BLOCK_J + tl.arange(0, BLOCK_J)[None, :, None]
-    k = kb * BLOCK_K + tl.arange(0, BLOCK_K)[None, None, :]
+    if UNIT_C:
+        # c == 1 (channel dropout channels-first, drop-path; BLOCK_K == 1): a 2-D tile whose
+        # rows are mask elements, contiguous along the last axis, so that accesses are vectorised
+        # where b % 16 == 0 (a trailing axis of size 1 would keep them 4 bytes wide).
+        jb = pid % j_blocks
+        ib = pid // j_blocks
+        i = ib * BLOCK_I + tl.arange(0, BLOCK_I)[:, None]
+        j = jb * BLOCK_J + tl.arange(0, BLOCK_J)[None, :]
+        mask_index = i  # [BLOCK_I, 1]
+        index = i * b_ + j
+        inside = (i < a_) & (j < b_)
+    else:
+        k_blocks = (c_ + BLOCK_K - 1) // BLOCK_K
+        jb = pid % j_blocks  # the broadcast blocks vary fastest: neighbours share mask words
+        rest = pid // j_blocks
+        kb = rest % k_blocks
+        ib = rest // k_blocks
+        i = ib * BLOCK_I + tl.arange(0, BLOCK_I)[:, None, None]
+        j = jb * BLOCK_J + tl.arange(0, BLOCK_J)[None, :, None]
+        k = kb * BLOCK_K + tl.arange(0, BLOCK_K)[None, None, :]
+        mask_index = i * c_ + k  # [BLOCK_I, 1, BLOCK_K]
+        index = (i * b_ + j) * c_ + k
+        inside = (i < a_) & (j < b_) & (k < c_)
     # The stream index of each mask element, 64-bit (offsets reach 2**63 - 1 - mask size).
-    stream = (i * c_ + k).to(tl.int64) + offset.to(tl.int64)  # [BLOCK_I, 1, BLOCK_K]
+    stream = mask_index.to(tl.int64) + offset.to(tl.int64)
     g = stream >> 2
     lane = stream & 3
     zero = tl.full(g.shape, 0, tl.uint32)
     w0, w1, w2, w3 = _philox(g & 0xFFFFFFFF, g >> 32, zero, zero, k0, k1)
     words = tl.where(lane == 0, w0, tl.where(lane == 1, w1, tl.where(lane == 2, w2, w3)))
-    inside = (i < a_) & (j < b_) & (k < c_)
-    index = (i * b_ + j) * c_ + k
     x = _widen(tl.load(x_ptr + index, mask=inside), ACC)
     if AFFINE:
         y = _affine(x, words, threshold, mul_bits, kept_bits, dropped_bits, ACC)
@@ -662,6 +676,7 @@ def _launch_broadcast(
         BLOCK_J=block_j,
         BLOCK_K=block_k,
         AFFINE=affine,
+        UNIT_C=c == 1,
         WIDE=padded >= 2**31 or programs >= 2**31,
         dtype=x.dtype,
     )
