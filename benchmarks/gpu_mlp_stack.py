@@ -87,7 +87,7 @@ def main() -> int:
     parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--expansion", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=16 * 1024)
-    parser.add_argument("--steps", type=int, default=20, help="timed steps per variant")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
     parser.add_argument(
