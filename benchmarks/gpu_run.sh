@@ -101,12 +101,22 @@ else
     "$PY" -c 'import torch,triton; print(torch.__version__, triton.__version__, "cpu (--cpu-check)")' \
         2>&1 | tee "$OUT/env.txt"
 fi
-MISSING=""
-for module in triton pytest hypothesis numpy; do
-    "$PY" -c "import $module" 2>/dev/null || MISSING="$MISSING $module"
-done
+# One process imports them all (torch's import dominates).
+MISSING=$("$PY" -c '
+import importlib
+missing = []
+for module in ("triton", "pytest", "hypothesis", "numpy"):
+    try:
+        importlib.import_module(module)
+    except Exception:
+        missing.append(module)
+print(" ".join(missing))
+' 2>/dev/null)
+MISSING=${MISSING:+ $MISSING}
 echo "missing:${MISSING:- none}" | tee -a "$OUT/env.txt"
 have() { case " $MISSING " in *" $1 "*) return 1 ;; esac; return 0; }
+have numpy || log "numpy is missing: dropkit imports it (dropkit.rng), so every part will fail"
+have hypothesis || log "hypothesis is missing: not needed here (tests/cuda does not use it)"
 
 # -- 1. benchmarks/gpu.py ----------------------------------------------------------------------
 if ! have triton; then
