@@ -455,6 +455,26 @@ def test_embedding_dropout_module_matches_cpu():
         _equal(results[0][1], results[1][1], f"EmbeddingDropout {dtype} weight gradient")
 
 
+@pytest.mark.parametrize("name", ["dropout", "dropout2d", "alpha_dropout", "bias_dropout_add"])
+def test_kernels_run_on_the_current_stream(name):
+    # Work queued on a side stream, inputs written on it just before: the kernels must run on the
+    # current stream (Triton launches on torch's), or they would read unwritten inputs.
+    if DEVICES[1] != "cuda":
+        pytest.skip("CUDA streams: only on a GPU")
+    fn, shapes = FUNCTIONAL[name]
+    inputs = _inputs(shapes)
+    want = fn(*inputs)
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
+        on_device = [torch.empty_like(t, device="cuda") for t in inputs]
+        torch.cuda._sleep(50_000_000)  # keep the stream busy so a wrong stream would race ahead
+        for dst, src in zip(on_device, inputs):
+            dst.copy_(src, non_blocking=True)
+        got = fn(*on_device)
+    stream.synchronize()
+    _equal(got.cpu(), want, f"{name} on a side stream")
+
+
 def test_unseeded_calls_draw_fresh_masks_on_the_device():
     # Without seed= every call draws a new mask (on the second device, the one under test).
     with on(DEVICES[1]) as device:
