@@ -10,15 +10,18 @@ For each size it times, interleaved round by round (CUDA events, medians):
 - ``copy_``: a same-size copy, the bandwidth yardstick;
 
 forward (no grad) and forward+backward, the bytes each keeps for backward per element (measured
-with ``torch.autograd.graph.saved_tensors_hooks``), and the fused ``bias_dropout_add`` against
-torch's ``residual + dropout(x + bias)``. Targets (issue 12): forward and forward+backward at least
+with ``torch.autograd.graph.saved_tensors_hooks``), the fused ``bias_dropout_add`` against
+torch's ``residual + dropout(x + bias)``, and the forward of the one-pass broadcast and affine
+kernels through the public API: channel dropout (``dropout1d`` on ``(N, 16, 64)``) and alpha
+dropout, each against torch's. Targets (issue 12): forward and forward+backward at least
 as fast as torch's CUDA dropout (ratio torch/dropkit >= 1), 0 bytes kept. Before timing, the
 Triton result is checked bit for bit against the reference on the same device.
 
-    python benchmarks/gpu.py                    # 2^20 .. 2^28 float32, 2^20 .. 2^28 bfloat16
+    python benchmarks/gpu.py                    # 2^20, 2^21, ..., 2^28: float32, then bfloat16
     python benchmarks/gpu.py --sizes 24:float32 --repeats 50
     python benchmarks/gpu.py --check            # the script's logic on CPU tensors, tiny sizes,
                                                 # under TRITON_INTERPRET=1 (no GPU needed)
+    python benchmarks/gpu.py --json out.json    # also every figure (and the checks) as JSON
 
 Without a CUDA device (and without ``--check``) it says so and exits with status 2.
 """
@@ -26,6 +29,7 @@ Without a CUDA device (and without ``--check``) it says so and exits with status
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -36,7 +40,7 @@ import torch
 
 P = 0.1
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-DEFAULT_SIZES = ",".join(f"{e}:{d}" for d in ("float32", "bfloat16") for e in (20, 22, 24, 26, 28))
+DEFAULT_SIZES = ",".join(f"{e}:{d}" for d in ("float32", "bfloat16") for e in range(20, 29))
 CHECK_SIZES = "10:float32,11:bfloat16"
 NO_CUDA_STATUS = 2
 
@@ -143,6 +147,27 @@ def check_bits(
             want = reference.bias_dropout_add(x, bias, residual, 5, offset, threshold, scale)
             if not same_bits(got, want):
                 failures.append(f"bias_dropout_add {dtype} numel={numel} offset={offset}")
+    alpha = (1.0507, 0.1, -1.7581)  # a, kept shift, dropped value
+    for shape, mask_shape in [
+        ((8, 16, 7, 7), (8, 16, 1, 1)),  # channel dropout, channels first
+        ((8, 7, 7, 16), (8, 1, 1, 16)),  # channels last
+        ((9, 4, 6), (1, 4, 6)),  # locked dropout
+        ((8, 3, 5, 6), (8, 1, 1, 1)),  # drop-path
+        ((3, 2, 700), (3, 2, 700)),  # x's own shape (the affine map's element-wise kernel)
+    ]:
+        # float64 for the element-wise map only: each dtype is one more compile per shape
+        wide = (torch.float64,) if shape == mask_shape else ()
+        for dtype in (torch.float32, torch.bfloat16, torch.float16, *wide):
+            x = torch.randn(shape, device=device).to(dtype)
+            for offset in (0, 3):
+                for fn_name, args in (
+                    ("apply_keep_mask", (threshold, scale)),
+                    ("apply_keep_affine", (threshold, *alpha)),
+                ):
+                    got = getattr(triton_gpu, fn_name)(x, 9, offset, *args, None, mask_shape)
+                    want = getattr(reference, fn_name)(x, 9, offset, *args, None, mask_shape)
+                    if not same_bits(got, want):
+                        failures.append(f"{fn_name} {dtype} {shape} mask {mask_shape} +{offset}")
     words = triton_gpu.stream_words(1001, -3, 2**40 + 1, device)
     if not torch.equal(words.cpu(), rng.stream_words(1001, -3, 2**40 + 1)):
         failures.append("stream_words")
@@ -178,8 +203,10 @@ def time_case(
     timer: Timer,
     repeats: int,
     warmup: int,
+    extra: tuple[Callable[[torch.Tensor], torch.Tensor], ...],
 ) -> dict[str, float]:
-    """Medians of every variant on ``x`` (see the module docstring), interleaved round by round."""
+    """Medians of every variant on ``x`` (see the module docstring), interleaved round by round;
+    ``extra``: torch's and dropkit's channel dropout, then torch's and dropkit's alpha dropout."""
     hidden = min(1024, x.numel())
     x2 = x.view(-1, hidden)
     bias = torch.randn(hidden, device=x.device, dtype=x.dtype)
@@ -193,6 +220,13 @@ def time_case(
         def run():
             with torch.no_grad():
                 fn(x)
+
+        return run
+
+    def fwd_on(fn, t):
+        def run():
+            with torch.no_grad():
+                fn(t)
 
         return run
 
@@ -210,10 +244,23 @@ def time_case(
     def fused_bda():
         triton_gpu.bias_dropout_add(x2, bias, residual, 1, 0, threshold, scale)
 
+    # The one-pass broadcast and affine kernels: channel dropout on (N, 16, L) (one mask word per
+    # channel, broadcast over L) and alpha dropout, public API against torch's.
+    x3 = x.view(-1, 16, 64) if x.numel() % 1024 == 0 else x.view(1, 1, -1)
+    ch_torch, ch_dk, alpha_torch, alpha_dk = extra
+
     variants = {"copy_": lambda: out.copy_(x)}
     variants.update({f"{who} fwd": fwd(fn) for who, fn in dropouts.items()})
     variants.update({f"{who} f+b": fwd_bwd(fn) for who, fn in dropouts.items()})
     variants.update({"torch bda": torch_bda, "fused bda": fused_bda})
+    variants.update(
+        {
+            "torch channel fwd": fwd_on(ch_torch, x3),
+            "dropkit channel fwd": fwd_on(ch_dk, x3),
+            "torch alpha fwd": fwd_on(alpha_torch, x),
+            "dropkit alpha fwd": fwd_on(alpha_dk, x),
+        }
+    )
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
     return measure(variants, timer, repeats, warmup, sync)
 
@@ -248,6 +295,7 @@ def main() -> int:
     parser.add_argument(
         "--check", action="store_true", help="run the logic on CPU tensors under TRITON_INTERPRET=1"
     )
+    parser.add_argument("--json", default=None, help="also write every figure to this JSON file")
     args = parser.parse_args()
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
@@ -263,6 +311,7 @@ def main() -> int:
         return NO_CUDA_STATUS
 
     import dropkit
+    from dropkit import functional as dk_functional
     from dropkit import rng
     from dropkit.functional import dropout as dk_dropout
     from dropkit.kernels import reference, triton_gpu
@@ -291,6 +340,23 @@ def main() -> int:
     kernel = kernel_dropout(triton_gpu, rng)
     torch_dropout = lambda t: torch.nn.functional.dropout(t, P, True)  # noqa: E731
     dropkit_dropout = lambda t: dk_dropout(t, P, True)  # noqa: E731
+    extra = (
+        lambda t: torch.nn.functional.dropout1d(t, P, True),
+        lambda t: dk_functional.dropout1d(t, P, True),
+        lambda t: torch.nn.functional.alpha_dropout(t, P, True),
+        lambda t: dk_functional.alpha_dropout(t, P, True),
+    )
+    results: dict[str, object] = {
+        "device": name,
+        "torch": torch.__version__,
+        "dropkit": dropkit.__version__,
+        "p": P,
+        "repeats": repeats,
+        "check_mode": args.check,
+        "bit_failures": failures,
+        "public_api_runs_triton": routed,
+        "cases": [],
+    }
     header = [
         "size",
         "dtype",
@@ -311,12 +377,16 @@ def main() -> int:
         "torch bda",
         "fused bda",
         "torch/fused bda",
+        "torch ch",
+        "dk ch",
+        "torch alpha",
+        "dk alpha",
     ]
     rows, verdicts = [], []
     for log2, dtype_name in cases:
         dropouts = {"torch": torch_dropout, "dropkit": dropkit_dropout, "kernel": kernel}
         x = torch.randn(1 << log2, device=device, dtype=DTYPES[dtype_name])
-        t = time_case(x, dropouts, triton_gpu, rng, timer, repeats, 1 if args.check else 2)
+        t = time_case(x, dropouts, triton_gpu, rng, timer, repeats, 1 if args.check else 2, extra)
         saved = {
             "torch": saved_bytes_per_element(torch_dropout, x),
             "dk": saved_bytes_per_element(dropkit_dropout, x),
@@ -346,7 +416,21 @@ def main() -> int:
                 fmt_ms(t["torch bda"]),
                 fmt_ms(t["fused bda"]),
                 f"{t['torch bda'] / t['fused bda']:.2f}x",
+                fmt_ms(t["torch channel fwd"]),
+                fmt_ms(t["dropkit channel fwd"]),
+                fmt_ms(t["torch alpha fwd"]),
+                fmt_ms(t["dropkit alpha fwd"]),
             ]
+        )
+        results["cases"].append(
+            {
+                "log2_size": log2,
+                "dtype": dtype_name,
+                "median_s": t,
+                "torch_over_dropkit": ratio,
+                "torch_over_kernel": kernel_ratio,
+                "saved_bytes_per_element": saved,
+            }
         )
         for who, r, kept in (
             ("dropkit", ratio, saved["dk"]),
@@ -360,6 +444,11 @@ def main() -> int:
             )
     print(table(rows, header))
     print("\n".join(verdicts))
+    results["verdicts"] = verdicts
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+        print(f"figures written to {args.json}")
     if failures:
         print("FAILED: Triton results differ from the reference:", failures)
         return 1

@@ -324,6 +324,153 @@ def test_broadcast_mask_property(dtype, shape, data, seed, threshold):
     assert_same_bits(tg.apply_keep_affine(x, seed, 3, threshold, *AFFINE, None, mask_shape), want)
 
 
+@pytest.mark.parametrize(
+    "shape,mask_shape,pattern",
+    [
+        ((8, 16, 7, 7), (8, 16, 1, 1), (128, 49, 1)),  # channel dropout, channels first
+        ((8, 7, 7, 16), (8, 1, 1, 16), (8, 49, 16)),  # channels last
+        ((8, 3, 5, 6), (8, 1, 1, 1), (8, 90, 1)),  # drop-path
+        ((9, 4, 6), (1, 4, 6), (1, 9, 24)),  # locked dropout (T, N, C)
+        ((4, 9, 6), (4, 1, 6), (4, 9, 6)),  # locked dropout, batch first
+        ((4, 1, 5, 6), (4, 1, 1, 6), (4, 5, 6)),  # size-1 dimensions belong to either kind
+        ((3, 4, 5), (3, 4, 5), (60, 1, 1)),  # x's own shape
+        ((3, 4, 5), (1, 1, 1), (1, 60, 1)),
+        ((1, 1), (1, 1), (1, 1, 1)),
+        ((4, 5, 6, 7), (4, 1, 6, 1), None),  # two broadcast groups: no one-pass kernel
+    ],
+)
+def test_broadcast_pattern(shape, mask_shape, pattern):
+    assert tg.broadcast_pattern(shape, mask_shape) == pattern
+
+
+@pytest.mark.parametrize("a,b,c", [(1, 1, 1), (128, 49, 1), (8, 49, 16), (1, 9, 24), (2, 5000, 1),
+                                   (3, 2, 300), (10**6, 3, 1), (1, 2, 10**6)])  # fmt: skip
+def test_broadcast_blocks_are_powers_of_two_within_the_tile(a, b, c):
+    bi, bj, bk = tg.broadcast_blocks(a, b, c)
+    for block, size in ((bi, a), (bj, b), (bk, c)):
+        assert block & (block - 1) == 0 and 1 <= block <= max(1, 2 * size - 1)
+    assert bi * bj * bk <= tg._BROADCAST_TILE and bk <= tg._BROADCAST_K
+
+
+def _launched(monkeypatch) -> list[str]:
+    names: list[str] = []
+    original = tg._launch
+
+    def spy(kernel_name, *args, **kwargs):
+        names.append(kernel_name)
+        return original(kernel_name, *args, **kwargs)
+
+    monkeypatch.setattr(tg, "_launch", spy)
+    return names
+
+
+@pytest.mark.parametrize("shape,mask_shape", MASKS)
+@pytest.mark.parametrize("affine", [False, True])
+def test_broadcast_mask_is_one_kernel_launch(shape, mask_shape, affine, monkeypatch):
+    # One pass over x: a single launch, and no torch operation finishing the job.
+    x = torch.randn(shape)
+    names = _launched(monkeypatch)
+    one_pass = tg.broadcast_pattern(shape, mask_shape) is not None
+    if one_pass:
+        monkeypatch.setattr(reference, "affine_from_words", None)  # would raise if called
+    if affine:
+        tg.apply_keep_affine(x, 1, 3, rng.keep_threshold(0.3), *AFFINE, None, mask_shape)
+    else:
+        tg.apply_keep_mask(x, 1, 3, rng.keep_threshold(0.3), 2.0, None, mask_shape)
+    if not one_pass:  # two broadcast groups: the mask from a kernel, torch finishes
+        assert names == ["_words_kernel" if affine else "_keep_mask_kernel"]
+    elif tuple(mask_shape) == tuple(shape):
+        assert names == ["_keep_affine_kernel" if affine else "_keep_mask_kernel"]
+    else:
+        assert names == ["_broadcast_kernel"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "shape,mask_shape",
+    [
+        ((2, 5000), (2, 1)),  # drop-path: broadcast rows longer than the tile
+        ((3, 2, 300), (3, 1, 300)),  # a trailing group wider than BLOCK_K
+        ((300, 3), (300, 1)),  # many short rows per program (channel dropout, 1 x 3 maps)
+        ((5, 3, 2, 7), (5, 1, 1, 7)),  # channels last, odd channel count
+        ((7, 3, 5), (1, 3, 5)),  # locked, c = 15
+    ],
+)
+@pytest.mark.parametrize("offset", [0, 1, 2, 3, 4 * (2**32 - 1) - 2])
+def test_broadcast_kernel_tiles_and_offsets(dtype, shape, mask_shape, offset):
+    x = special_values((torch.randn(shape) * 100).to(dtype))
+    threshold = rng.keep_threshold(0.5)
+    want = reference.apply_keep_mask(x, -7, offset, threshold, 1 / 0.5, None, mask_shape)
+    assert_same_bits(tg.apply_keep_mask(x, -7, offset, threshold, 1 / 0.5, None, mask_shape), want)
+    want = reference.apply_keep_affine(x, -7, offset, threshold, *AFFINE, None, mask_shape)
+    got = tg.apply_keep_affine(x, -7, offset, threshold, *AFFINE, None, mask_shape)
+    assert_same_bits(got, want)
+
+
+def test_broadcast_kernel_with_64_bit_indices(monkeypatch):
+    # Launches over 2**31 elements index in 64 bits (WIDE); same bits, forced on a small tensor.
+    original = tg._launch
+
+    def wide(kernel_name, *args, **kwargs):
+        kwargs["WIDE"] = True
+        return original(kernel_name, *args, **kwargs)
+
+    monkeypatch.setattr(tg, "_launch", wide)
+    x = special_values(torch.randn(3, 5, 7, 6))
+    for mask_shape in ((3, 5, 1, 1), (3, 1, 1, 6), (1, 5, 7, 6)):
+        want = reference.apply_keep_mask(x, 2, 7, rng.keep_threshold(0.4), 2.5, None, mask_shape)
+        got = tg.apply_keep_mask(x, 2, 7, rng.keep_threshold(0.4), 2.5, None, mask_shape)
+        assert_same_bits(got, want)
+        want = reference.apply_keep_affine(x, 2, 7, rng.keep_threshold(0.4), *AFFINE, None,
+                                           mask_shape)  # fmt: skip
+        got = tg.apply_keep_affine(x, 2, 7, rng.keep_threshold(0.4), *AFFINE, None, mask_shape)
+        assert_same_bits(got, want)
+
+
+@pytest.mark.parametrize("threshold", [0, 2**32])
+@pytest.mark.parametrize("shape,mask_shape", MASKS)
+def test_broadcast_extreme_thresholds(threshold, shape, mask_shape):
+    x = special_values(torch.randn(shape, dtype=torch.float32))
+    for dtype in (torch.float32, torch.bfloat16):
+        x = x.to(dtype)
+        want = reference.apply_keep_mask(x, 5, 2, threshold, 1.25, None, mask_shape)
+        assert_same_bits(tg.apply_keep_mask(x, 5, 2, threshold, 1.25, None, mask_shape), want)
+        want = reference.apply_keep_affine(x, 5, 2, threshold, *AFFINE, None, mask_shape)
+        got = tg.apply_keep_affine(x, 5, 2, threshold, *AFFINE, None, mask_shape)
+        assert_same_bits(got, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("numel,offset", CASES)
+@pytest.mark.parametrize("in_place", [False, True])
+def test_apply_keep_affine_bit_identical(dtype, numel, offset, in_place):
+    x = special_values((torch.randn(numel) * 100).to(dtype))
+    threshold = rng.keep_threshold(0.37)
+    want = reference.apply_keep_affine(x, 12345, offset, threshold, *AFFINE)
+    if in_place:
+        work = x.clone()
+        got = tg.apply_keep_affine(work, 12345, offset, threshold, *AFFINE, work)
+        assert got is work
+    else:
+        got = tg.apply_keep_affine(x, 12345, offset, threshold, *AFFINE)
+    assert_same_bits(got, want)
+
+
+def test_affine_map_keeps_two_roundings():
+    # Inputs where a fused x * a + b (one rounding) differs from the reference's two.
+    x = torch.randn(4096) * 1000
+    a, kept, dropped = 1.0507009873554805, 0.1 + 2**-20, -1.7580993408473766
+    exact = (x.double() * torch.tensor(a, dtype=torch.float32).double()) + torch.tensor(
+        kept, dtype=torch.float32
+    ).double()
+    separate = x * torch.tensor(a, dtype=torch.float32) + torch.tensor(kept, dtype=torch.float32)
+    assert torch.any(bits(exact.float()) != bits(separate))  # a fused map would be visible
+    for mask_shape in (None, (4096,), (1,)):
+        want = reference.apply_keep_affine(x, 8, 0, 0, a, kept, dropped, None, mask_shape)
+        got = tg.apply_keep_affine(x, 8, 0, 0, a, kept, dropped, None, mask_shape)
+        assert torch.equal(bits(got), bits(want))
+
+
 # ------------------------------------------------------------------------------------------------
 # normal
 # ------------------------------------------------------------------------------------------------
@@ -521,14 +668,24 @@ except RuntimeError as error:
 
 
 def _compile(
-    name: str, pointer: str, acc, options: dict, monkeypatch, shift: int = 0, wide: bool = False
+    name: str,
+    pointer: str,
+    acc,
+    options: dict,
+    monkeypatch,
+    shift: int = 0,
+    wide: bool = False,
+    divisible: tuple[str, ...] = ("n",),
+    **extra,
 ):
-    """Compile one kernel as a launch would (annotated scalars, pointers and ``n`` 16-aligned)."""
+    """Compile one kernel as a launch would (annotated scalars, pointers and the sizes named in
+    ``divisible`` 16-aligned); ``extra``: the values of the kernel's other compile-time
+    constants."""
     from triton.backends.compiler import GPUTarget
 
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     kernel = tg._load()[name]
-    constants = {"SHIFT": shift, "GROUPS": tg._GROUPS, "WIDE": wide, "ACC": acc}
+    constants = {"SHIFT": shift, "GROUPS": tg._GROUPS, "WIDE": wide, "ACC": acc, **extra}
     signature, constexprs, attrs = {}, {}, {}
     for index, param in enumerate(kernel.params):
         if param.is_constexpr:
@@ -536,7 +693,7 @@ def _compile(
             constexprs[param.name] = constants[param.name]
             continue
         signature[param.name] = param.annotation or pointer
-        if not param.annotation or param.name == "n":
+        if not param.annotation or param.name in divisible:
             attrs[(index,)] = [["tt.divisibility", 16]]
     source = triton.compiler.ASTSource(kernel, signature, constexprs=constexprs, attrs=attrs)
     return triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
@@ -581,6 +738,60 @@ def test_compiled_code_has_no_fused_multiply_add(
         assert compiled.metadata.shared == 0
 
 
+BROADCAST_TILES = {  # (BLOCK_I, BLOCK_J, BLOCK_K) as broadcast_blocks picks them
+    "channels first": tg.broadcast_blocks(128 * 256, 14 * 14, 1),
+    "channels last": tg.broadcast_blocks(128, 14 * 14, 256),
+    "drop-path": tg.broadcast_blocks(128, 197 * 768, 1),
+}
+
+
+@pytest.mark.parametrize(
+    "name,pointer,acc,extra",
+    [
+        ("_keep_affine_kernel", "*fp32", "fp32", {}),
+        ("_keep_affine_kernel", "*bf16", "fp32", {}),
+        ("_keep_affine_kernel", "*fp64", "fp64", {}),
+    ]
+    + [
+        ("_broadcast_kernel", pointer, "fp32", {"AFFINE": affine, "tile": tile})
+        for tile in BROADCAST_TILES
+        for affine in (False, True)
+        for pointer in ("*fp32", "*bf16")
+    ]
+    + [("_broadcast_kernel", "*fp32", "fp32", {"AFFINE": True, "tile": "drop-path", "wide": True})],
+)
+def test_new_kernels_compile_without_fused_multiply_add(
+    name, pointer, acc, extra, monkeypatch, tmp_path
+):
+    # Alpha dropout's x * M + B must stay two roundings on the GPU too.
+    acc = {"fp32": tl.float32, "fp64": tl.float64}[acc]
+    if "tile" in extra:
+        block_i, block_j, block_k = BROADCAST_TILES[extra.pop("tile")]
+        extra.update(BLOCK_I=block_i, BLOCK_J=block_j, BLOCK_K=block_k, UNIT_C=block_k == 1)
+    compiled = _compile(name, pointer, acc, tg.LAUNCH_OPTIONS, monkeypatch, **extra)
+    ptx = compiled.asm["ptx"]
+    assert not re.search(r"\bfma\.", ptx)
+    assert not re.search(r"\b[FD]FMA\b", _sass(compiled, tmp_path))
+    if name == "_keep_affine_kernel" or extra.get("AFFINE"):
+        assert re.search(r"\badd\.rn\.f(32|64)", ptx) and re.search(r"\bmul\.rn\.f(32|64)", ptx)
+
+
+@pytest.mark.parametrize("tile", sorted(BROADCAST_TILES))
+@pytest.mark.parametrize("pointer", ["*fp32", "*bf16"])
+def test_broadcast_kernel_uses_vector_accesses(tile, pointer, monkeypatch):
+    # Sizes divisible by 16 (Triton specialises on it at launch): 16-byte loads and stores for
+    # every layer's form, no shared memory.
+    block_i, block_j, block_k = BROADCAST_TILES[tile]
+    compiled = _compile(
+        "_broadcast_kernel", pointer, tl.float32, tg.LAUNCH_OPTIONS, monkeypatch,
+        divisible=("a", "b", "c"), AFFINE=False, BLOCK_I=block_i, BLOCK_J=block_j,
+        BLOCK_K=block_k, UNIT_C=block_k == 1,
+    )  # fmt: skip
+    loads_stores = _accesses(compiled.asm["ptx"])
+    assert loads_stores == {"ld.global.v4.b32", "st.global.v4.b32"}, loads_stores
+    assert compiled.metadata.shared == 0
+
+
 def test_fma_check_sees_triton_default_fusion(monkeypatch, tmp_path):
     # The check above can fail: Triton's default (fusion on) contracts the same kernel.
     options = dict(tg.LAUNCH_OPTIONS, enable_fp_fusion=True)
@@ -595,6 +806,24 @@ def test_aligned_stream_uses_vector_accesses(monkeypatch):
     # offset % 4 != 0 is correct but unaligned: 4-byte accesses.
     shifted = _compile("_keep_mask_kernel", "*fp32", tl.float32, tg.LAUNCH_OPTIONS, monkeypatch, 1)
     assert _accesses(shifted.asm["ptx"]) == {"ld.global.b32", "st.global.b32"}
+
+
+def test_per_call_scalars_are_not_specialised(monkeypatch):
+    # Seeds, stream positions, thresholds and scale bits change every call: a compiled variant
+    # per value class (divisible by 16, equal to 1) would recompile during training. Sizes stay
+    # specialised (vector accesses).
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    kernels = tg._load()
+    for name in ("_keep_mask_kernel", "_keep_affine_kernel", "_broadcast_kernel",
+                 "_bias_dropout_add_kernel", "_words_kernel", "_uniforms_kernel"):  # fmt: skip
+        flags = {p.name: p.do_not_specialize for p in kernels[name].params}
+        assert flags["k0"] and flags["k1"], name
+        for param in ("first_group", "offset", "threshold", "scale_bits", "mul_bits"):
+            if param in flags:
+                assert flags[param], (name, param)
+        for param in ("n", "a", "b", "c", "bias_n"):
+            if param in flags:
+                assert not flags[param], (name, param)
 
 
 def test_interpreter_again_after_compiling(monkeypatch):

@@ -28,10 +28,18 @@ Exactness:
   reference's three roundings (``t = x + bias``, ``y = t * m``, ``z = residual + y``) instead of a
   fused multiply-add. (With fusion enabled, Triton's default, the same kernel compiles to
   ``fma.rn.f32``.)
-- broadcast masks (``mask_shape``) and the affine map of alpha dropout draw the mask's words (or
-  multipliers) in Triton and finish with the reference's own torch operations on the same device,
-  so their bits are the reference's by construction (no dedicated kernel: none could be timed
-  without a GPU).
+- alpha dropout's affine map (``x * M + B``) is one pass too (``_keep_affine_kernel``): ``a``,
+  ``kept_shift`` and ``dropped_value`` rounded once to the accumulation dtype, the product and
+  then the sum each rounded in it (never contracted: see above), then once to the output dtype.
+- broadcast masks (``mask_shape``: channel dropout channels-first and channels-last, drop-path,
+  locked dropout) are one pass over ``x`` (``_broadcast_kernel``, for the keep mask and the affine
+  map alike): ``x`` is seen as ``[a][b][c]`` (:func:`broadcast_pattern`, the decomposition of the
+  C++ ``broadcast_kernel``), mask element ``(i, k)`` is stream element ``i c + k`` and serves
+  ``x[i, j, k]`` for every ``j``. A program owns a ``[BLOCK_I, BLOCK_J, BLOCK_K]`` tile and
+  evaluates Philox once per mask element of the tile, broadcast over its ``BLOCK_J`` rows. A mask
+  broadcast along two separate groups of dimensions (not of that form, e.g. a
+  ``broadcast_dropout`` noise shape ``(N, 1, C, 1)``) draws its multipliers (or words) with the
+  kernels and finishes with torch on the device.
 - :func:`normal` computes the two uniforms of each variate in Triton (exact: a 24-bit integer
   times ``2**-24`` in float64) and finishes with the very torch operations of
   :func:`dropkit.rng.normal` on the same device, because Triton's ``log``/``cos`` (libdevice) are
@@ -51,6 +59,8 @@ Triton is imported on first use, never at import: dropkit works without Triton i
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import struct
 import threading
@@ -76,6 +86,10 @@ SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # Philox counters per program (4 elements each). Not tuned on a GPU: no GPU was available when
 # this backend was written (docs/design/gpu.md).
 _GROUPS = 256
+# The broadcast kernel's tile: at most this many elements, at most _BROADCAST_K of them along the
+# trailing masked group. Chosen, not tuned (no GPU either).
+_BROADCAST_TILE = 2048
+_BROADCAST_K = 256
 # Every launch passes these; ``enable_fp_fusion=False`` is what keeps the roundings of the
 # reference (see the module docstring; tests compile the kernels with it and read the PTX).
 LAUNCH_OPTIONS = {"num_warps": 4, "enable_fp_fusion": False}
@@ -314,9 +328,156 @@ def _uniforms_kernel(
     tl.store(u2_ptr + v, u2, mask=inside)
 
 
-_HELPERS = (_philox, _element_index, _counters, _stream_block, _multiplier, _widen, _narrow)
-_KERNELS = (_words_kernel, _keep_mask_kernel, _bias_dropout_add_kernel, _uniforms_kernel)
+def _keep_affine_kernel(
+    x_ptr,
+    out_ptr,
+    n: tl.int64,
+    k0: tl.uint32,
+    k1: tl.uint32,
+    first_group: tl.int64,
+    threshold: tl.int64,
+    mul_bits: tl.int64,
+    kept_bits: tl.int64,
+    dropped_bits: tl.int64,
+    SHIFT: tl.constexpr,
+    GROUPS: tl.constexpr,
+    WIDE: tl.constexpr,
+    ACC: tl.constexpr,
+):
+    """Alpha dropout's ``x * M + B`` with a mask of ``x``'s shape: the layout of
+    ``_keep_mask_kernel``, two roundings in ``ACC`` (the launch forbids contracting them)."""
+    words = _stream_block(k0, k1, first_group, GROUPS)
+    i = _element_index(SHIFT, GROUPS, WIDE, 4)
+    inside = (i >= 0) & (i < n)
+    x = _widen(tl.load(x_ptr + i, mask=inside), ACC)
+    y = _affine(x, words, threshold, mul_bits, kept_bits, dropped_bits, ACC)
+    tl.store(out_ptr + i, _narrow(y, out_ptr.dtype.element_ty), mask=inside)
+
+
+def _affine(x, words, threshold, mul_bits, kept_bits, dropped_bits, ACC: tl.constexpr):
+    """``x * M + B`` in ``ACC``: ``(M, B) = (a, kept_shift)`` where the word is ``>= threshold``,
+    ``(0, dropped_value)`` elsewhere (the three values travel as float64 bits, rounded once to
+    ``ACC``). Product, then sum: two roundings, as :func:`reference.affine_from_words`."""
+    keep = words.to(tl.int64) >= threshold.to(tl.int64)
+    a = mul_bits.to(tl.int64).to(tl.float64, bitcast=True).to(ACC)
+    kept = kept_bits.to(tl.int64).to(tl.float64, bitcast=True).to(ACC)
+    dropped = dropped_bits.to(tl.int64).to(tl.float64, bitcast=True).to(ACC)
+    m = tl.where(keep, a, tl.full(words.shape, 0.0, ACC))
+    b = tl.where(keep, kept, dropped)
+    product = x * m
+    return product + b
+
+
+def _broadcast_kernel(
+    x_ptr,
+    out_ptr,
+    a: tl.int64,
+    b: tl.int64,
+    c: tl.int64,
+    offset: tl.int64,
+    k0: tl.uint32,
+    k1: tl.uint32,
+    threshold: tl.int64,
+    mul_bits: tl.int64,
+    kept_bits: tl.int64,
+    dropped_bits: tl.int64,
+    BLOCK_I: tl.constexpr,
+    BLOCK_J: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    AFFINE: tl.constexpr,
+    UNIT_C: tl.constexpr,
+    WIDE: tl.constexpr,
+    ACC: tl.constexpr,
+):
+    """A broadcast mask in one pass: ``x`` (contiguous) as ``[a][b][c]``, mask element
+    ``(i, k)`` is stream element ``i c + k`` (at ``offset``) and serves ``x[i, j, k]`` for every
+    ``j``. A program owns a ``[BLOCK_I, BLOCK_J, BLOCK_K]`` tile; it evaluates Philox once per
+    mask element of its tile (``BLOCK_I * BLOCK_K`` of them) and broadcasts the multipliers over
+    the tile's ``BLOCK_J`` rows. ``AFFINE``: alpha dropout's ``x * M + B`` instead of
+    ``x * (scale or 0)`` (``mul_bits`` is then ``a``)."""
+    if WIDE:
+        pid = tl.program_id(0).to(tl.int64)
+        a_ = a.to(tl.int64)
+        b_ = b.to(tl.int64)
+        c_ = c.to(tl.int64)
+    else:
+        pid = tl.program_id(0)
+        a_ = a.to(tl.int32)
+        b_ = b.to(tl.int32)
+        c_ = c.to(tl.int32)
+    # (not tl.cdiv: Triton decorates it at import, for the interpreter or not; see above)
+    j_blocks = (b_ + BLOCK_J - 1) // BLOCK_J
+    if UNIT_C:
+        # c == 1 (channel dropout channels-first, drop-path; BLOCK_K == 1): a 2-D tile whose
+        # rows are mask elements, contiguous along the last axis, so that accesses are vectorised
+        # where b % 16 == 0 (a trailing axis of size 1 would keep them 4 bytes wide).
+        jb = pid % j_blocks
+        ib = pid // j_blocks
+        i = ib * BLOCK_I + tl.arange(0, BLOCK_I)[:, None]
+        j = jb * BLOCK_J + tl.arange(0, BLOCK_J)[None, :]
+        mask_index = i  # [BLOCK_I, 1]
+        index = i * b_ + j
+        inside = (i < a_) & (j < b_)
+    else:
+        k_blocks = (c_ + BLOCK_K - 1) // BLOCK_K
+        jb = pid % j_blocks  # the broadcast blocks vary fastest: neighbours share mask words
+        rest = pid // j_blocks
+        kb = rest % k_blocks
+        ib = rest // k_blocks
+        i = ib * BLOCK_I + tl.arange(0, BLOCK_I)[:, None, None]
+        j = jb * BLOCK_J + tl.arange(0, BLOCK_J)[None, :, None]
+        k = kb * BLOCK_K + tl.arange(0, BLOCK_K)[None, None, :]
+        mask_index = i * c_ + k  # [BLOCK_I, 1, BLOCK_K]
+        index = (i * b_ + j) * c_ + k
+        inside = (i < a_) & (j < b_) & (k < c_)
+    # The stream index of each mask element, 64-bit (offsets reach 2**63 - 1 - mask size).
+    stream = mask_index.to(tl.int64) + offset.to(tl.int64)
+    g = stream >> 2
+    lane = stream & 3
+    zero = tl.full(g.shape, 0, tl.uint32)
+    w0, w1, w2, w3 = _philox(g & 0xFFFFFFFF, g >> 32, zero, zero, k0, k1)
+    words = tl.where(lane == 0, w0, tl.where(lane == 1, w1, tl.where(lane == 2, w2, w3)))
+    x = _widen(tl.load(x_ptr + index, mask=inside), ACC)
+    if AFFINE:
+        y = _affine(x, words, threshold, mul_bits, kept_bits, dropped_bits, ACC)
+    else:
+        y = x * _multiplier(words, threshold, mul_bits, ACC)
+    tl.store(out_ptr + index, _narrow(y, out_ptr.dtype.element_ty), mask=inside)
+
+
+_HELPERS = (
+    _philox,
+    _element_index,
+    _counters,
+    _stream_block,
+    _multiplier,
+    _widen,
+    _narrow,
+    _affine,
+)
+_KERNELS = (
+    _words_kernel,
+    _keep_mask_kernel,
+    _keep_affine_kernel,
+    _broadcast_kernel,
+    _bias_dropout_add_kernel,
+    _uniforms_kernel,
+)
 _SOURCES = {fn.__name__: fn for fn in _HELPERS + _KERNELS}
+# Scalars Triton must not specialise on (by default it compiles a variant for integers divisible
+# by 16, or equal to 1): the seed's words, stream positions, thresholds and scale bits change
+# from call to call, and a variant for each would compile again in the middle of training. Sizes
+# (n, a, b, c, bias_n) stay specialised: divisibility by 16 keeps accesses vectorised.
+_NO_SPECIALIZE = frozenset(
+    ("k0", "k1", "first_group", "offset", "threshold", "scale_bits", "mul_bits", "kept_bits",
+     "dropped_bits")
+)  # fmt: skip
+
+
+def _params(fn) -> frozenset[str]:
+    return frozenset(inspect.signature(fn).parameters)
+
+
 _jitted: dict[str, object] = {}
 
 
@@ -327,7 +488,10 @@ def _load() -> dict[str, object]:
     interpret = _interpreting()
     with _lock:
         if _built_for is not interpret:
-            jitted = {name: triton.jit(fn) for name, fn in _SOURCES.items()}
+            jitted = {
+                name: triton.jit(fn, do_not_specialize=sorted(_NO_SPECIALIZE & _params(fn)))
+                for name, fn in _SOURCES.items()
+            }
             # Kernels find their helpers through the module's globals, as Triton resolves names.
             globals().update({name: jitted[name] for name in _SOURCES})
             _jitted.clear()
@@ -411,6 +575,113 @@ def _stream_launch(numel: int, offset: int, elements_per_counter: int = 4) -> di
     }
 
 
+def broadcast_pattern(
+    shape: tuple[int, ...] | torch.Size, mask_shape: tuple[int, ...]
+) -> tuple[int, int, int] | None:
+    """``(a, b, c)`` such that ``x`` of ``shape`` (row-major) is ``[a][b][c]`` with the mask
+    (``mask_shape``, same rank, each entry ``shape``'s or 1) varying over ``a`` and ``c`` and
+    broadcast over ``b``; None where the mask is not of that form (broadcast along two separate
+    groups of dimensions, e.g. ``(N, 1, C, 1)`` over ``(N, H, C, W)``). The decomposition of the
+    C++ ``broadcast_kernel`` (``dropkit_cpu.cpp``).
+
+    Dimensions of size 1 belong to either kind and are skipped; adjacent dimensions of one kind
+    merge. ``b == 1`` means the mask has ``x``'s elements in ``x``'s order (``a = numel``).
+    Examples: ``(N, C, 1, 1)`` over ``(N, C, H, W)`` is ``(N C, H W, 1)`` (channel dropout),
+    ``(N, 1, 1, C)`` over ``(N, H, W, C)`` is ``(N, H W, C)`` (channels last), ``(N, 1, 1, 1)``
+    is ``(N, rest, 1)`` (drop-path), ``(1, N, C)`` over ``(T, N, C)`` is ``(1, T, N C)`` (locked).
+    """
+    groups: list[list] = []  # [masked, size] per merged group
+    for size, m in zip(shape, mask_shape):
+        if size == 1:
+            continue
+        masked = m == size
+        if groups and groups[-1][0] == masked:
+            groups[-1][1] *= size
+        else:
+            groups.append([masked, size])
+    kinds = tuple(masked for masked, _ in groups)
+    sizes = [size for _, size in groups]
+    if False not in kinds:
+        return math.prod(sizes), 1, 1
+    if kinds == (False,):
+        return 1, sizes[0], 1
+    if kinds == (True, False):
+        return sizes[0], sizes[1], 1
+    if kinds == (False, True):
+        return 1, sizes[0], sizes[1]
+    if kinds == (True, False, True):
+        return sizes[0], sizes[1], sizes[2]
+    return None
+
+
+_cached_pattern = functools.lru_cache(maxsize=1024)(broadcast_pattern)
+
+
+def _pattern(x: torch.Tensor, mask_shape: tuple[int, ...] | None) -> tuple[int, int, int] | None:
+    if mask_shape is None:
+        return x.numel(), 1, 1
+    return _cached_pattern(tuple(x.shape), tuple(mask_shape))
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def broadcast_blocks(a: int, b: int, c: int) -> tuple[int, int, int]:
+    """The tile ``(BLOCK_I, BLOCK_J, BLOCK_K)`` of ``_broadcast_kernel`` for ``[a][b][c]``:
+    powers of two covering up to ``_BROADCAST_TILE`` elements, the masked trailing group first
+    (contiguous in memory), then the broadcast group (each mask word serves ``BLOCK_J`` elements),
+    then the leading masked group (short broadcast rows, e.g. channel dropout on 7 x 7 maps, share
+    a program)."""
+    block_k = min(_pow2(c), _BROADCAST_K)
+    block_j = min(_pow2(b), max(1, _BROADCAST_TILE // block_k))
+    block_i = min(_pow2(a), max(1, _BROADCAST_TILE // (block_k * block_j)))
+    return block_i, block_j, block_k
+
+
+def _launch_broadcast(
+    x: torch.Tensor,
+    out: torch.Tensor,
+    pattern: tuple[int, int, int],
+    seed: int,
+    offset: int,
+    threshold: int,
+    values: tuple[float, float, float],
+    affine: bool,
+) -> None:
+    """One launch of ``_broadcast_kernel``: ``values`` are the multiplier (the scale, or alpha's
+    ``a``), the kept shift and the dropped value (the shifts unused unless ``affine``)."""
+    a, b, c = pattern
+    block_i, block_j, block_k = broadcast_blocks(a, b, c)
+    programs = -(-a // block_i) * -(-b // block_j) * -(-c // block_k)
+    padded = (a + block_i) * (b + block_j) * (c + block_k)  # masked lanes' indices too
+    k0, k1 = rng.split_seed(seed)
+    mul, kept, dropped = values
+    _launch(
+        "_broadcast_kernel",
+        (programs,),
+        x.detach(),
+        out.detach(),
+        a,
+        b,
+        c,
+        offset,
+        k0,
+        k1,
+        threshold=threshold,
+        mul_bits=_float64_bits(mul),
+        kept_bits=_float64_bits(kept),
+        dropped_bits=_float64_bits(dropped),
+        BLOCK_I=block_i,
+        BLOCK_J=block_j,
+        BLOCK_K=block_k,
+        AFFINE=affine,
+        UNIT_C=c == 1,
+        WIDE=padded >= 2**31 or programs >= 2**31,
+        dtype=x.dtype,
+    )
+
+
 def _float64_bits(value: float) -> int:
     """The bits of ``float(value)`` as a signed int64 (how a scale reaches the kernels)."""
     return struct.unpack("<q", struct.pack("<d", float(value)))[0]
@@ -444,9 +715,10 @@ def apply_keep_mask(
 
     ``x`` must be contiguous; ``out``, if given, must be contiguous with ``x``'s shape, dtype and
     device (it may be ``x`` itself: each element is read before it is written, by the same thread).
-    A ``mask_shape`` other than ``x``'s: the kernel draws the multipliers of the mask (over a
-    tensor of ones: ``1 * scale`` is exact), then torch broadcasts the multiply (computed in the
-    accumulation dtype and rounded once into ``out``, as the reference).
+    A ``mask_shape`` other than ``x``'s: one pass of ``_broadcast_kernel`` where the mask is of
+    :func:`broadcast_pattern`'s form (every dropkit layer's); otherwise the kernel draws the
+    multipliers of the mask (over a tensor of ones: ``1 * scale`` is exact), then torch broadcasts
+    the multiply (computed in the accumulation dtype and rounded once into ``out``).
     """
     _require_triton()
     _check_float(x, "x")
@@ -462,11 +734,15 @@ def apply_keep_mask(
         _check_out(out, x)
     if x.numel() == 0:
         return out
-    if mask_shape is not None and tuple(mask_shape) != tuple(x.shape):
+    pattern = _pattern(x, mask_shape)
+    if pattern is None:  # broadcast along two separate groups: no one-pass kernel
         acc = reference.accumulation_dtype(x.dtype)
         multiplier = torch.ones(tuple(mask_shape), dtype=acc, device=x.device)
         apply_keep_mask(multiplier, seed, offset, threshold, scale, out=multiplier)
         torch.mul(x.detach(), multiplier, out=out.detach())
+        return out
+    if pattern[1] > 1:
+        _launch_broadcast(x, out, pattern, seed, offset, threshold, (scale, 0.0, 0.0), False)
         return out
     k0, k1 = rng.split_seed(seed)
     launch = _stream_launch(mask_numel, offset)
@@ -498,8 +774,11 @@ def apply_keep_affine(
     out: torch.Tensor | None = None,
     mask_shape: tuple[int, ...] | None = None,
 ) -> torch.Tensor:
-    """Same contract as :func:`dropkit.kernels.reference.apply_keep_affine`: the mask's stream
-    words from Triton, the rest by the reference's own torch operations
+    """Same contract as :func:`dropkit.kernels.reference.apply_keep_affine`, in one pass
+    (``_keep_affine_kernel``, or ``_broadcast_kernel`` for a broadcast mask of
+    :func:`broadcast_pattern`'s form). ``x``, ``out`` and ``mask_shape`` as in
+    :func:`apply_keep_mask`; a mask of no such form takes the mask's stream words from Triton and
+    finishes with the reference's own torch operations
     (:func:`dropkit.kernels.reference.affine_from_words`) on ``x``'s device."""
     _require_triton()
     _check_float(x, "x")
@@ -510,10 +789,42 @@ def apply_keep_affine(
     mask_numel = math.prod(shape)
     offset = _check_stream(mask_numel, offset)
     threshold = _check_threshold(threshold)
-    if out is not None:
+    if out is None:
+        out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    else:
         _check_out(out, x)
-    words = stream_words(mask_numel, seed, offset, x.device).reshape(shape)
-    return reference.affine_from_words(x, words, threshold, a, kept_shift, dropped_value, out)
+    if x.numel() == 0:
+        return out
+    pattern = _pattern(x, mask_shape)
+    if pattern is None:  # broadcast along two separate groups: words here, torch finishes
+        words = stream_words(mask_numel, seed, offset, x.device).reshape(shape)
+        reference.affine_from_words(
+            x.detach(), words, threshold, a, kept_shift, dropped_value, out.detach()
+        )
+        return out
+    values = (a, kept_shift, dropped_value)
+    if pattern[1] > 1:
+        _launch_broadcast(x, out, pattern, seed, offset, threshold, values, True)
+        return out
+    k0, k1 = rng.split_seed(seed)
+    launch = _stream_launch(mask_numel, offset)
+    grid = launch.pop("grid")
+    _launch(
+        "_keep_affine_kernel",
+        grid,
+        x.detach(),
+        out.detach(),
+        mask_numel,
+        k0,
+        k1,
+        threshold=threshold,
+        mul_bits=_float64_bits(a),
+        kept_bits=_float64_bits(kept_shift),
+        dropped_bits=_float64_bits(dropped_value),
+        dtype=x.dtype,
+        **launch,
+    )
+    return out
 
 
 def stream_words(
