@@ -17,7 +17,7 @@ counters and fresh-mask checks work on the CPU with the ``aot_eager`` backend), 
 matches. ``DROPKIT_CUDA_SELF_CHECK=triton`` goes one step further: the second device's kernel
 calls go to the Triton backend (the kernels CUDA tensors reach) under ``TRITON_INTERPRET=1``, so
 the comparisons check those kernels through the whole op layer against the C++ CPU backend
-(slow: the interpreter; a development aid that patches a private router, see :func:`on`).
+(slow: the interpreter; a development aid, see :func:`on`).
 """
 
 from __future__ import annotations
@@ -43,21 +43,28 @@ DEVICES = ("cpu", {"": "cuda", "1": "cpu", "triton": "cpu+triton"}.get(SELF_CHEC
 @contextlib.contextmanager
 def on(device: str):
     """The torch device of a ``DEVICES`` entry. ``"cpu+triton"`` (self-check only) is the CPU with
-    every kernel call routed to the Triton backend under ``TRITON_INTERPRET=1``: the kernels
-    CUDA tensors reach, run on the CPU, through the whole op layer. It patches the kernel router
-    (``dropkit.kernels._backend_for``), a private name: that mode is a development aid."""
+    the operators' CPU key given the Triton kernels (the ones CUDA tensors reach,
+    ``dropkit.kernels.triton_kernels()``) under ``TRITON_INTERPRET=1``, through the whole op
+    layer; removed on exit. A development aid."""
     if device != "cpu+triton":
         yield device
         return
     from dropkit import kernels
-    from dropkit.kernels import triton_gpu
 
-    if not hasattr(kernels, "_backend_for"):
-        pytest.skip("the kernel router dropkit.kernels._backend_for is gone: no triton self-check")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TRITON_INTERPRET", "1")
-        patch.setattr(kernels, "_backend_for", lambda target: triton_gpu)
-        yield "cpu"
+        table = kernels.triton_kernels()
+        if not table:
+            pytest.skip("Triton is not installed or cannot run: no triton self-check")
+        library = torch.library.Library("dropkit", "IMPL")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "overriding a previously registered kernel"
+                for name, kernel in table.items():
+                    library.impl(name, kernel, "CPU")
+            yield "cpu"
+        finally:
+            library._destroy()
 
 
 pytestmark = [

@@ -45,6 +45,7 @@ __all__ = [
     "normal",
     "seed_tensor",
     "stream_words",
+    "triton_kernels",
 ]
 
 # The stream index of the last element a call may read: offset + numel <= MAX_STREAM_INDEX (the
@@ -194,14 +195,16 @@ def _register_python_autograd() -> None:
 
 
 # -- CUDA ----------------------------------------------------------------------------------------
-def _register_cuda() -> None:
-    """The Triton kernels for contiguous CUDA tensors (any other layout: the reference)."""
+def triton_kernels() -> dict:
+    """The Triton kernels of the operators, by name (contiguous tensors; any other layout goes to
+    the reference), or an empty dict where Triton is missing or cannot run. They take the CUDA
+    key; tests run them on CPU tensors under ``TRITON_INTERPRET=1``."""
     try:
         from dropkit.kernels import triton_gpu
     except ImportError:  # Triton missing: CUDA tensors keep the reference
-        return
+        return {}
     if not triton_gpu.available():
-        return
+        return {}
 
     def keep(x, seed, offset, threshold, scale, mask_shape):
         if not x.is_contiguous():
@@ -216,16 +219,18 @@ def _register_cuda() -> None:
                                           tuple(mask_shape))  # fmt: skip
 
     def keep_affine(x, seed, offset, threshold, a, kept_shift, dropped_value, mask_shape):
-        args = (int(seed), offset, threshold, a, kept_shift, dropped_value)
         if not x.is_contiguous():
-            return _affine_reference(x, seed, *args[1:], mask_shape)
-        return triton_gpu.apply_keep_affine(x, *args, None, tuple(mask_shape))
+            return _affine_reference(x, seed, offset, threshold, a, kept_shift, dropped_value,
+                                     mask_shape)  # fmt: skip
+        return triton_gpu.apply_keep_affine(x, int(seed), offset, threshold, a, kept_shift,
+                                            dropped_value, None, tuple(mask_shape))  # fmt: skip
 
     def keep_affine_(x, seed, offset, threshold, a, kept_shift, dropped_value, mask_shape):
-        args = (int(seed), offset, threshold, a, kept_shift, dropped_value)
         if not x.is_contiguous():
-            return _affine_inplace_reference(x, seed, *args[1:], mask_shape)
-        return triton_gpu.apply_keep_affine(x, *args, x, tuple(mask_shape))
+            return _affine_inplace_reference(x, seed, offset, threshold, a, kept_shift,
+                                             dropped_value, mask_shape)  # fmt: skip
+        return triton_gpu.apply_keep_affine(x, int(seed), offset, threshold, a, kept_shift,
+                                            dropped_value, x, tuple(mask_shape))  # fmt: skip
 
     def bias_dropout_add(x, bias, residual, seed, offset, threshold, scale):
         if not (x.is_contiguous() and bias.is_contiguous() and residual.is_contiguous()):
@@ -235,10 +240,14 @@ def _register_cuda() -> None:
     def stream_words_(out, seed, offset):
         return out.copy_(triton_gpu.stream_words(out.numel(), int(seed), offset, out.device))
 
-    for name, kernel in (("keep", keep), ("keep_", keep_), ("keep_affine", keep_affine),
-                         ("keep_affine_", keep_affine_), ("bias_dropout_add", bias_dropout_add),
-                         ("_stream_words", stream_words_)):  # fmt: skip
-        _LIBRARY.impl(name, kernel, "CUDA")
+    return {
+        "keep": keep,
+        "keep_": keep_,
+        "keep_affine": keep_affine,
+        "keep_affine_": keep_affine_,
+        "bias_dropout_add": bias_dropout_add,
+        "_stream_words": stream_words_,
+    }
 
 
 # -- choose the kernels, once ----------------------------------------------------------------------
@@ -255,7 +264,8 @@ def _choose() -> str:
     if not native:
         _register_python_autograd()
     if torch.cuda.is_available():
-        _register_cuda()
+        for name, kernel in triton_kernels().items():
+            _LIBRARY.impl(name, kernel, "CUDA")
     return "cpu" if native else "reference"
 
 
