@@ -106,7 +106,10 @@ def _compat_modules():
     return {
         "timm.DropPath": (timm.DropPath(0.3), torch.randn(64, 6, 5)),
         "timm.DropBlock2d": (timm.DropBlock2d(0.3, 3), image),
-        "torchvision.StochasticDepth": (torchvision.StochasticDepth(0.3, "row"), torch.randn(64, 5)),
+        "torchvision.StochasticDepth": (
+            torchvision.StochasticDepth(0.3, "row"),
+            torch.randn(64, 5),
+        ),
         "torchvision.DropBlock2d": (torchvision.DropBlock2d(0.3, 3), image),
         "torchvision.DropBlock3d": (torchvision.DropBlock3d(0.3, 3), torch.randn(2, 3, 5, 6, 5)),
     }
