@@ -133,6 +133,22 @@ def main() -> int:
         loss.backward()
         opt.step()
 
+    # What the autograd graph keeps for backward: the bytes of the distinct storages that
+    # saved_tensors_hooks see during one forward (the definition of "kept for backward").
+    kept = {}
+    for v in VARIANTS:
+        storages: dict[int, int] = {}
+
+        def pack(t, storages=storages):
+            storage = t.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = nn.functional.mse_loss(models[v](x), target)
+        del loss
+        kept[v] = sum(storages.values())
+
     # Peak memory of one step of each variant alone (weights of all four variants resident).
     peaks = {}
     for v in VARIANTS:
@@ -164,22 +180,26 @@ def main() -> int:
     medians = {v: statistics.median(t) for v, t in times.items()}
 
     mask_bytes = args.layers * tokens * args.hidden  # torch's 1-byte masks
-    print(f"{'variant':>12} {'step ms':>9} {'/torch':>7} {'peak MiB':>9} {'peak-torch MiB':>15}")
+    print(f"{'variant':>12} {'step ms':>9} {'/torch':>7} {'peak MiB':>9} {'peak-torch MiB':>15} "
+          f"{'kept MiB':>9} {'kept-torch MiB':>15}")  # fmt: skip
     for v in VARIANTS:
         peak = peaks[v]["max_memory_allocated"]
         torch_peak = peaks["torch"]["max_memory_allocated"]
         mib = f"{peak / 2**20:9.1f}" if peak is not None else f"{'-':>9}"
         diff = f"{(peak - torch_peak) / 2**20:15.1f}" if peak is not None else f"{'-':>15}"
         ratio = medians[v] / medians["torch"]
-        print(f"{v:>12} {medians[v] * 1e3:9.3f} {ratio:6.3f}x {mib} {diff}")
+        print(f"{v:>12} {medians[v] * 1e3:9.3f} {ratio:6.3f}x {mib} {diff} "
+              f"{kept[v] / 2**20:9.1f} {(kept[v] - kept['torch']) / 2**20:15.1f}")  # fmt: skip
     verdicts = []
     for v in ("dropkit", "dropkit_bda"):
         ratio = medians[v] / medians["torch"]
         line = f"{v}: step {ratio:.3f}x torch's (target <= 1.02x)"
         if cuda:
-            saved = peaks["torch"]["max_memory_allocated"] - peaks[v]["max_memory_allocated"]
+            above = peaks[v]["max_memory_allocated"] - peaks["torch"]["max_memory_allocated"]
             masks = mask_bytes / 2**20
-            line += f", peak {saved / 2**20:.1f} MiB below torch's (masks: {masks:.1f} MiB)"
+            line += (f", peak {above / 2**20:+.1f} MiB vs torch's, kept for backward "
+                     f"{(kept[v] - kept['torch']) / 2**20:+.1f} MiB vs torch's (torch's masks: "
+                     f"{masks:.1f} MiB)")  # fmt: skip
         verdicts.append(line)
     print("\n".join(verdicts))
     if args.json:
@@ -199,6 +219,7 @@ def main() -> int:
             "median_step_s": medians,
             "step_s": times,
             "memory": peaks,
+            "kept_for_backward_bytes": kept,
             "torch_mask_bytes": mask_bytes,
             "verdicts": verdicts,
             "cpu_check": args.cpu_check,

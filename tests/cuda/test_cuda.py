@@ -159,10 +159,13 @@ def compare(
     exact: bool = True,
     memory_format: torch.memory_format | None = None,
     devices: tuple[str, str] = DEVICES,
+    reduced_grads: tuple[int, ...] = (),
 ) -> torch.Tensor:
     """``fn(*inputs)`` on both ``devices``: outputs and gradients equal bit for bit (``exact``),
     or within a few roundings of ``dtype`` (``exact=False``: only for ops whose own arithmetic is
-    not exact on CUDA, said at the call). Returns the first device's output."""
+    not exact on CUDA, said at the call). ``reduced_grads``: inputs whose gradient is a sum
+    reduction (a broadcast bias), which CUDA rounds in another order: compared closely.
+    Returns the first device's output."""
     out_a, grads_a = _run(fn, inputs, devices[0], dtype, grad, memory_format)
     out_b, grads_b = _run(fn, inputs, devices[1], dtype, grad, memory_format)
     check = _equal if exact else _close
@@ -171,7 +174,7 @@ def compare(
     for k, (ga, gb) in enumerate(zip(grads_a, grads_b)):
         assert (ga is None) == (gb is None), f"gradient of input {k}: None on one device only"
         if ga is not None:
-            check(ga, gb, f"gradient of input {k}")
+            (_close if k in reduced_grads else check)(ga, gb, f"gradient of input {k}")
     return out_a
 
 
@@ -267,7 +270,9 @@ FUNCTIONAL: dict[str, tuple[Callable[..., torch.Tensor], list[tuple[int, ...]]]]
 def test_functional_matches_cpu(name, dtype):
     fn, shapes = FUNCTIONAL[name]
     inputs = _inputs(shapes)
-    out = compare(fn, inputs, dtype)
+    # bias_dropout_add's bias gradient sums the rows (torch's own reduction; measured on an
+    # H200: 25 of 32 float32 elements differ in the last bits from the CPU's sum).
+    out = compare(fn, inputs, dtype, reduced_grads=(1,) if name == "bias_dropout_add" else ())
     if not name.startswith("drop_branches"):
         _drops_something(out, inputs[0].to(dtype))
 
@@ -402,7 +407,10 @@ MODULES: dict[str, tuple[Callable[[], torch.nn.Module], tuple[int, ...], bool]] 
     "StochasticDepth": (lambda: dnn.StochasticDepth(0.4, "row", seed=SEED), (8, 5, 6), True),
     "Cutout": (lambda: dnn.Cutout(5, n_holes=2, seed=SEED), (3, 2, 16, 16), True),
     "JoinDrop_local": (lambda: _Join(0.0), (8, 5), True),
-    "JoinDrop_global": (lambda: _Join(1.0), (8, 5), True),
+    # Not exact: a global column outside the join averages the branches with torch's mean, whose
+    # CUDA reduction rounds differently (measured on an H200: 6 of 40 float32 outputs differ).
+    "JoinDrop_global": (lambda: _Join(1.0), (8, 5), False),
+    # The bias gradient (parameter 0, gradient 1) is a sum reduction: compared closely.
     "BiasDropoutAdd": (_BiasDropoutAdd, (6, 5, 16), True),
     # Not exact: cuBLAS / cuDNN arithmetic (see test_drop_connect_linear_close_to_cpu).
     "DropConnectLinear": (lambda: dnn.DropConnectLinear(12, 10, p=0.4, seed=SEED), (6, 12), False),
@@ -442,7 +450,8 @@ def test_module_matches_cpu(name, dtype):
     out_b, grads_b = _module_run(name, DEVICES[1], dtype)
     check(out_a, out_b, f"{name} output")
     for k, (ga, gb) in enumerate(zip(grads_a, grads_b)):
-        check(ga, gb, f"{name} gradient {k}")
+        reduced = name == "BiasDropoutAdd" and k == 1
+        (_close if reduced else check)(ga, gb, f"{name} gradient {k}")
 
 
 def test_embedding_dropout_module_matches_cpu():
