@@ -199,20 +199,10 @@ def test_stream_bounds_of_the_helpers():
 
 
 # -- bad arguments: refused by the operators themselves --------------------------------------------
-# Library bug (reported, not fixed here): the reference kernels check nothing, so where they serve
-# (DROPKIT_BACKEND=reference, no compiler, and every non-CPU device through
-# CompositeExplicitAutograd) bad arguments are accepted (threshold -1 or 2**32 + 1, an offset past
-# the top of the stream, an integer x, an int32 or float seed, a residual that only broadcasts) or
-# fail deep inside torch with an unrelated message. These checks pass against the compiled kernels.
-UNCHECKED = pytest.mark.xfail(
-    strict=True, reason="library bug: the reference kernels do not check the operators' arguments"
-)
-
-
-@pytest.fixture(params=["cpu", pytest.param("reference", marks=UNCHECKED)])
+# Both kernels (compiled and reference: the reference serves with DROPKIT_BACKEND=reference, without
+# a compiler, and on every other device) refuse bad arguments with the same messages.
+@pytest.fixture(params=["cpu", "reference"])
 def checked(request, cpu_kernels):
-    if request.param == "cpu" and kernels.backend() != "cpu":
-        pytest.xfail("library bug: the reference kernels do not check the operators' arguments")
     with cpu_kernels(request.param):
         yield request.param
 
@@ -288,7 +278,6 @@ def test_threshold_range_is_checked(checked):
 @pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.bool])
 def test_integer_tensors_are_refused(checked, dtype):
     x = torch.ones(5, 7, dtype=dtype)
-    # (The message names dropkit::keep for all four operators: a cosmetic library bug, reported.)
     for _, call in _keep_calls(x, S(1), 0, 5, [5, 7]):
         with pytest.raises(
             RuntimeError, match=r"dropkit::keep\w*: x must be float16, bfloat16, float32 or float64"
@@ -340,11 +329,6 @@ def test_stream_words_out_must_be_contiguous_int64(checked):
         ops._stream_words(torch.empty(10, dtype=torch.int64)[::2], S(1), 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: a meta seed sends the call to the fake kernel, which returns x's "
-    "uninitialized empty_like on the CPU instead of an error",
-)
 def test_a_seed_on_another_device_is_refused():
     x = torch.ones(5, 7)
     seed = torch.tensor(1, dtype=torch.int64, device="meta")

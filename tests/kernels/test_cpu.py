@@ -35,15 +35,6 @@ BLOCK = 128  # words per Philox block of the C++ kernels (kBlockWords)
 GRAIN = 1 << 15  # elements per parallel task (kGrain)
 AFFINE = (1.3, 0.4, -0.7)  # a, kept_shift, dropped_value
 
-# Library bug (reported, not fixed here): the compiled keep_ / keep_affine_ write x through its
-# data pointer and nothing bumps x's version counter (the operators have no ADInplaceOrView
-# kernel), so autograd does not see the in-place write: a tensor saved for backward and then
-# overwritten by keep_ gives a silently wrong gradient. The reference (x.copy_) bumps it.
-NO_VERSION_BUMP = pytest.mark.xfail(
-    strict=True,
-    reason="library bug: the compiled keep_/keep_affine_ do not bump the autograd version",
-)
-
 
 def assert_same_bits(got: torch.Tensor, want: torch.Tensor) -> None:
     """Equal bit patterns; NaNs need only be NaN at the same places (torch's own float->bfloat16
@@ -173,7 +164,6 @@ def test_extreme_thresholds_keep_all_or_nothing_and_nan_stays_nan():
         check_all_ways(x, 3, 5, threshold, 2.0, affine=True)
 
 
-@NO_VERSION_BUMP
 def test_in_place_bumps_the_autograd_version():
     y = torch.randn(50)
     for affine in (False, True):
@@ -520,7 +510,6 @@ def test_extreme_thresholds_of_the_affine_map_and_nan():
                      generic * AFFINE[0] + AFFINE[1])  # fmt: skip
 
 
-@NO_VERSION_BUMP
 @pytest.mark.parametrize("mask_shape", [(6, 1), (6, 5), (1, 1), (1, 5)])
 @pytest.mark.parametrize("affine", [False, True])
 def test_broadcast_in_place_bumps_the_autograd_version(mask_shape, affine):
@@ -530,7 +519,6 @@ def test_broadcast_in_place_bumps_the_autograd_version(mask_shape, affine):
     assert y._version > before
 
 
-@NO_VERSION_BUMP
 def test_in_place_write_is_seen_by_autograd():
     w = torch.randn(5, requires_grad=True)
     y = torch.randn(5)

@@ -62,6 +62,10 @@ def bias_dropout_add(
     if not _state.is_stochastic(training) or p == 0.0 or x.numel() == 0:
         return residual + x + bias
     seed_t, offset = resolve_stream(generator, seed, offset, x.numel())
+    if x.shape[x.dim() - bias.dim() :] != bias.shape:
+        # The operator reads a bias of x's trailing shape; any other broadcast (a (1, H) or an
+        # (N, 1) bias) is expanded to x's shape, and autograd sums its gradient back.
+        bias = bias.expand(x.shape)
     return torch.ops.dropkit.bias_dropout_add(
         x, bias, residual, seed_t, offset, rng.keep_threshold(p), keep_scale(p, "inverted")
     )

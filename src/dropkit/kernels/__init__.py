@@ -75,17 +75,79 @@ for _schema in SCHEMAS.values():
     _LIBRARY.define(_schema)
 
 
+# -- the operators' own argument checks, in every Python kernel (the C++ kernels make the same) --
+_FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _check_seed(op: str, seed: torch.Tensor) -> None:
+    if seed.numel() != 1 or seed.dtype != torch.int64 or seed.device.type != "cpu":
+        raise RuntimeError(
+            f"{op}: seed must be a one-element int64 CPU tensor, got {seed.dtype} of shape "
+            f"{list(seed.shape)} on {seed.device}"
+        )
+
+
+def _check_stream(op: str, offset: int, threshold: int, words: int) -> None:
+    if not 0 <= offset <= MAX_STREAM_INDEX - words:
+        raise RuntimeError(
+            f"{op}: offset must be >= 0 with offset + numel <= 2**63 - 1, got offset={offset} "
+            f"for numel={words}"
+        )
+    if not 0 <= threshold <= 2**32:
+        raise RuntimeError(f"{op}: threshold must be in [0, 2**32], got {threshold}")
+
+
+def _check_floating(op: str, x: torch.Tensor) -> None:
+    if x.dtype not in _FLOATING:
+        raise RuntimeError(f"{op}: x must be float16, bfloat16, float32 or float64, got {x.dtype}")
+
+
+def _check_keep(op, x, seed, offset, threshold, mask_shape) -> None:
+    """What the C++ kernels check, for the Python kernels (reference, Triton)."""
+    if len(mask_shape) != x.dim() or any(
+        m != size and m != 1 for m, size in zip(mask_shape, x.shape)
+    ):
+        raise RuntimeError(
+            f"{op}: mask_shape must have one entry per dimension of x, each x's size or 1, got "
+            f"{list(mask_shape)} for x of shape {list(x.shape)}"
+        )
+    _check_stream(op, offset, threshold, math.prod(mask_shape))
+    _check_seed(op, seed)
+    _check_floating(op, x)
+
+
+def _check_bias_dropout_add(x, bias, residual, seed, offset, threshold) -> None:
+    op = "dropkit::bias_dropout_add"
+    if residual.shape != x.shape:
+        raise RuntimeError(
+            f"{op}: residual must have x's shape {list(x.shape)}, got {list(residual.shape)}"
+        )
+    if bias.dtype != x.dtype or residual.dtype != x.dtype:
+        raise RuntimeError(f"{op}: x, bias and residual must share one dtype")
+    if bias.dim() > x.dim() or x.shape[x.dim() - bias.dim() :] != bias.shape:
+        raise RuntimeError(
+            f"{op}: bias must have x's trailing shape, got {list(bias.shape)} for x of shape "
+            f"{list(x.shape)}"
+        )
+    _check_stream(op, offset, threshold, x.numel())
+    _check_seed(op, seed)
+    _check_floating(op, x)
+
+
 # -- the reference kernels (every device; CPU too where the C++ library is not loaded) -----------
 def _keep_reference(x, seed, offset, threshold, scale, mask_shape):
+    _check_keep("dropkit::keep", x, seed, offset, threshold, mask_shape)
     out = torch.empty_like(x)
     return reference.apply_keep_mask(x, int(seed), offset, threshold, scale, out, mask_shape)
 
 
 def _keep_inplace_reference(x, seed, offset, threshold, scale, mask_shape):
+    _check_keep("dropkit::keep_", x, seed, offset, threshold, mask_shape)
     return reference.apply_keep_mask(x, int(seed), offset, threshold, scale, x, mask_shape)
 
 
 def _affine_reference(x, seed, offset, threshold, a, kept_shift, dropped_value, mask_shape):
+    _check_keep("dropkit::keep_affine", x, seed, offset, threshold, mask_shape)
     out = torch.empty_like(x)
     return reference.apply_keep_affine(
         x, int(seed), offset, threshold, a, kept_shift, dropped_value, out, mask_shape
@@ -94,21 +156,37 @@ def _affine_reference(x, seed, offset, threshold, a, kept_shift, dropped_value, 
 
 def _affine_inplace_reference(x, seed, offset, threshold, a, kept_shift, dropped_value,
                               mask_shape):  # fmt: skip
+    _check_keep("dropkit::keep_affine_", x, seed, offset, threshold, mask_shape)
     return reference.apply_keep_affine(
         x, int(seed), offset, threshold, a, kept_shift, dropped_value, x, mask_shape
     )
 
 
 def _bias_dropout_add_reference(x, bias, residual, seed, offset, threshold, scale):
+    _check_bias_dropout_add(x, bias, residual, seed, offset, threshold)
     out = torch.empty_like(x)
     return reference.bias_dropout_add(x, bias, residual, int(seed), offset, threshold, scale, out)
 
 
 def _stream_words_reference(out, seed, offset):
+    _check_words(out, seed, offset)
     return out.copy_(reference.stream_words(out.numel(), int(seed), offset, out.device))
 
 
+def _check_words(out, seed, offset) -> None:
+    if out.dtype != torch.int64 or not out.is_contiguous():
+        raise RuntimeError("dropkit::_stream_words: out must be a contiguous int64 tensor")
+    _check_stream("dropkit::_stream_words", offset, 0, out.numel())
+    _check_seed("dropkit::_stream_words", seed)
+
+
 def _normal_uniforms_reference(n, seed, offset):
+    if n < 0 or offset < 0 or offset > MAX_STREAM_INDEX // 2 - n:
+        raise RuntimeError(
+            "dropkit::_normal_uniforms: offset must be >= 0 with 2 * (offset + n) <= 2**63 - 1, "
+            f"got offset={offset} for n={n}"
+        )
+    _check_seed("dropkit::_normal_uniforms", seed)
     words = reference.stream_words(2 * n, int(seed), 2 * offset).reshape(-1, 2)
     u1 = ((words[:, 0] >> 8) + 1).to(torch.float64) * 2.0**-24
     u2 = (words[:, 1] >> 8).to(torch.float64) * 2.0**-24
@@ -127,12 +205,19 @@ _REFERENCE = {
 
 
 # -- fakes (meta tensors, torch.compile, torch.export) -------------------------------------------
-def _like_first(x, *args):
+def _like_first(x, seed, *args):
+    _check_seed("dropkit operator", seed)  # a meta seed would dispatch here with real inputs
     return torch.empty_like(x)
 
 
-def _first(x, *args):
+def _first(x, seed, *args):
+    _check_seed("dropkit operator", seed)
     return x
+
+
+def _like_first_bias_dropout_add(x, bias, residual, seed, *args):
+    _check_seed("dropkit::bias_dropout_add", seed)
+    return torch.empty_like(x)
 
 
 def _normal_uniforms_fake(n, seed, offset):
@@ -144,7 +229,7 @@ for _name, _fake in {
     "keep_": _first,
     "keep_affine": _like_first,
     "keep_affine_": _first,
-    "bias_dropout_add": _like_first,
+    "bias_dropout_add": _like_first_bias_dropout_add,
     "_stream_words": _first,
     "_normal_uniforms": _normal_uniforms_fake,
 }.items():
@@ -209,12 +294,14 @@ def triton_kernels() -> dict:
     def keep(x, seed, offset, threshold, scale, mask_shape):
         if not x.is_contiguous():
             return _keep_reference(x, seed, offset, threshold, scale, mask_shape)
+        _check_keep("dropkit::keep", x, seed, offset, threshold, mask_shape)
         return triton_gpu.apply_keep_mask(x, int(seed), offset, threshold, scale, None,
                                           tuple(mask_shape))  # fmt: skip
 
     def keep_(x, seed, offset, threshold, scale, mask_shape):
         if not x.is_contiguous():
             return _keep_inplace_reference(x, seed, offset, threshold, scale, mask_shape)
+        _check_keep("dropkit::keep_", x, seed, offset, threshold, mask_shape)
         return triton_gpu.apply_keep_mask(x, int(seed), offset, threshold, scale, x,
                                           tuple(mask_shape))  # fmt: skip
 
@@ -222,6 +309,7 @@ def triton_kernels() -> dict:
         if not x.is_contiguous():
             return _affine_reference(x, seed, offset, threshold, a, kept_shift, dropped_value,
                                      mask_shape)  # fmt: skip
+        _check_keep("dropkit::keep_affine", x, seed, offset, threshold, mask_shape)
         return triton_gpu.apply_keep_affine(x, int(seed), offset, threshold, a, kept_shift,
                                             dropped_value, None, tuple(mask_shape))  # fmt: skip
 
@@ -229,15 +317,18 @@ def triton_kernels() -> dict:
         if not x.is_contiguous():
             return _affine_inplace_reference(x, seed, offset, threshold, a, kept_shift,
                                              dropped_value, mask_shape)  # fmt: skip
+        _check_keep("dropkit::keep_affine_", x, seed, offset, threshold, mask_shape)
         return triton_gpu.apply_keep_affine(x, int(seed), offset, threshold, a, kept_shift,
                                             dropped_value, x, tuple(mask_shape))  # fmt: skip
 
     def bias_dropout_add(x, bias, residual, seed, offset, threshold, scale):
         if not (x.is_contiguous() and bias.is_contiguous() and residual.is_contiguous()):
             return _bias_dropout_add_reference(x, bias, residual, seed, offset, threshold, scale)
+        _check_bias_dropout_add(x, bias, residual, seed, offset, threshold)
         return triton_gpu.bias_dropout_add(x, bias, residual, int(seed), offset, threshold, scale)
 
     def stream_words_(out, seed, offset):
+        _check_words(out, seed, offset)
         return out.copy_(triton_gpu.stream_words(out.numel(), int(seed), offset, out.device))
 
     return {

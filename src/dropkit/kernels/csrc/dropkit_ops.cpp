@@ -22,6 +22,7 @@
 #include <ATen/ops/scalar_tensor.h>
 #include <ATen/ops/where.h>
 #include <pthread.h>
+#include <torch/csrc/autograd/VariableTypeUtils.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 #include <c10/util/BFloat16.h>
@@ -790,16 +791,16 @@ int64_t numel_of(c10::IntArrayRef shape) {
 
 // x * M (+ B) written into out (x itself, or a fresh tensor of x's layout), through the one-pass
 // kernels where the pattern allows, else through a multiplier tensor of the mask's shape.
-void keep_into(const at::Tensor& x, at::Tensor& out, const Key key, int64_t offset,
-               int64_t threshold, double mul, bool affine, double kept, double dropped,
-               c10::IntArrayRef mask_shape) {
+void keep_into(const char* op, const at::Tensor& x, at::Tensor& out, const Key key,
+               int64_t offset, int64_t threshold, double mul, bool affine, double kept,
+               double dropped, c10::IntArrayRef mask_shape) {
   const auto off = static_cast<uint64_t>(offset);
   const auto thr = static_cast<uint64_t>(threshold);
   const bool serial = g_forked_child;
   const at::ScalarType acc = accumulation_type(x.scalar_type());
   const Pattern p = broadcast_pattern(x, mask_shape);
   if (p.found) {
-    dispatch_floating(x.scalar_type(), "dropkit::keep", [&](auto tag) {
+    dispatch_floating(x.scalar_type(), op, [&](auto tag) {
       using T = decltype(tag);
       using A = typename Acc<T>::type;
       const T* xs = x.const_data_ptr<T>();
@@ -823,7 +824,7 @@ void keep_into(const at::Tensor& x, at::Tensor& out, const Key key, int64_t offs
   // then torch's own operations, rounded as the reference rounds them.
   at::Tensor m = at::ones(mask_shape, x.options().dtype(acc));
   const double first = affine ? 1.0 : mul;  // affine: the kept indicator first
-  dispatch_floating(acc, "dropkit::keep", [&](auto tag) {
+  dispatch_floating(acc, op, [&](auto tag) {
     using A = decltype(tag);
     A* ms = m.mutable_data_ptr<A>();
     keep_mask_kernel<A>(ms, ms, m.numel(), off, key.k0, key.k1, thr, first, serial);
@@ -848,7 +849,7 @@ at::Tensor keep_cpu(const at::Tensor& x, const at::Tensor& seed, int64_t offset,
   const Key key = seed_key(seed, "dropkit::keep");
   at::Tensor out = at::empty_like(x);
   if (x.numel() > 0) {
-    keep_into(x, out, key, offset, threshold, scale, false, 0.0, 0.0, mask_shape);
+    keep_into("dropkit::keep", x, out, key, offset, threshold, scale, false, 0.0, 0.0, mask_shape);
   }
   return out;
 }
@@ -859,7 +860,7 @@ at::Tensor& keep_inplace_cpu(at::Tensor& x, const at::Tensor& seed, int64_t offs
   check_stream("dropkit::keep_", offset, threshold, numel_of(mask_shape));
   const Key key = seed_key(seed, "dropkit::keep_");
   if (x.numel() > 0) {
-    keep_into(x, x, key, offset, threshold, scale, false, 0.0, 0.0, mask_shape);
+    keep_into("dropkit::keep_", x, x, key, offset, threshold, scale, false, 0.0, 0.0, mask_shape);
   }
   return x;
 }
@@ -872,7 +873,8 @@ at::Tensor keep_affine_cpu(const at::Tensor& x, const at::Tensor& seed, int64_t 
   const Key key = seed_key(seed, "dropkit::keep_affine");
   at::Tensor out = at::empty_like(x);
   if (x.numel() > 0) {
-    keep_into(x, out, key, offset, threshold, a, true, kept_shift, dropped_value, mask_shape);
+    keep_into("dropkit::keep_affine", x, out, key, offset, threshold, a, true, kept_shift,
+              dropped_value, mask_shape);
   }
   return out;
 }
@@ -884,7 +886,8 @@ at::Tensor& keep_affine_inplace_cpu(at::Tensor& x, const at::Tensor& seed, int64
   check_stream("dropkit::keep_affine_", offset, threshold, numel_of(mask_shape));
   const Key key = seed_key(seed, "dropkit::keep_affine_");
   if (x.numel() > 0) {
-    keep_into(x, x, key, offset, threshold, a, true, kept_shift, dropped_value, mask_shape);
+    keep_into("dropkit::keep_affine_", x, x, key, offset, threshold, a, true, kept_shift,
+              dropped_value, mask_shape);
   }
   return x;
 }
@@ -957,11 +960,10 @@ using AffineSignature = at::Tensor(const at::Tensor&, const at::Tensor&, int64_t
 using BiasSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                  const at::Tensor&, int64_t, int64_t, double);
 
+// The operator's handle; each call site keeps its own in a function-local static.
 template <typename Signature>
-const c10::TypedOperatorHandle<Signature>& op_handle(const char* name) {
-  static const auto handle =
-      c10::Dispatcher::singleton().findSchemaOrThrow(name, "").template typed<Signature>();
-  return handle;
+c10::TypedOperatorHandle<Signature> find_op(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").template typed<Signature>();
 }
 
 const c10::TypedOperatorHandle<KeepSignature>& keep_op() {
@@ -1018,8 +1020,8 @@ struct AffineFunction : public torch::autograd::Function<AffineFunction> {
     ctx->saved_data["a"] = a;
     ctx->saved_data["mask_shape"] = mask_shape.vec();
     at::AutoDispatchBelowADInplaceOrView guard;
-    return op_handle<AffineSignature>("dropkit::keep_affine")
-        .call(x, seed, offset, threshold, a, kept_shift, dropped_value, mask_shape);
+    static const auto op = find_op<AffineSignature>("dropkit::keep_affine");
+    return op.call(x, seed, offset, threshold, a, kept_shift, dropped_value, mask_shape);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -1039,8 +1041,8 @@ struct BiasDropoutAddFunction : public torch::autograd::Function<BiasDropoutAddF
     ctx->saved_data["mask_shape"] = x.sizes().vec();
     ctx->saved_data["bias_shape"] = bias.sizes().vec();
     at::AutoDispatchBelowADInplaceOrView guard;
-    return op_handle<BiasSignature>("dropkit::bias_dropout_add")
-        .call(x, bias, residual, seed, offset, threshold, scale);
+    static const auto op = find_op<BiasSignature>("dropkit::bias_dropout_add");
+    return op.call(x, bias, residual, seed, offset, threshold, scale);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
@@ -1072,7 +1074,44 @@ at::Tensor bias_dropout_add_autograd(const at::Tensor& x, const at::Tensor& bias
   return BiasDropoutAddFunction::apply(x, bias, residual, seed, offset, threshold, scale);
 }
 
+// -- In place: the version counter ----------------------------------------------------------------
+// An in-place operator must bump its input's version, so that autograd refuses a backward that
+// would read the overwritten values (torch's own in-place ops do this in their ADInplaceOrView
+// kernels). Registered for the ADInplaceOrView key, so it holds for every device's kernel.
+using KeepInplaceSignature = at::Tensor&(at::Tensor&, const at::Tensor&, int64_t, int64_t, double,
+                                         c10::IntArrayRef);
+using AffineInplaceSignature = at::Tensor&(at::Tensor&, const at::Tensor&, int64_t, int64_t,
+                                           double, double, double, c10::IntArrayRef);
+
+at::Tensor& keep_inplace_version(at::Tensor& x, const at::Tensor& seed, int64_t offset,
+                                 int64_t threshold, double scale, c10::IntArrayRef mask_shape) {
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    static const auto op = find_op<KeepInplaceSignature>("dropkit::keep_");
+    op.call(x, seed, offset, threshold, scale, mask_shape);
+  }
+  torch::autograd::increment_version(x);
+  return x;
+}
+
+at::Tensor& keep_affine_inplace_version(at::Tensor& x, const at::Tensor& seed, int64_t offset,
+                                        int64_t threshold, double a, double kept_shift,
+                                        double dropped_value, c10::IntArrayRef mask_shape) {
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    static const auto op = find_op<AffineInplaceSignature>("dropkit::keep_affine_");
+    op.call(x, seed, offset, threshold, a, kept_shift, dropped_value, mask_shape);
+  }
+  torch::autograd::increment_version(x);
+  return x;
+}
+
 }  // namespace
+
+TORCH_LIBRARY_IMPL(dropkit, ADInplaceOrView, m) {
+  m.impl("keep_", keep_inplace_version);
+  m.impl("keep_affine_", keep_affine_inplace_version);
+}
 
 TORCH_LIBRARY_IMPL(dropkit, CPU, m) {
   m.impl("keep", keep_cpu);
