@@ -7,7 +7,13 @@ import torch
 from dropkit import _state, rng
 from dropkit.functional._common import keep_scale
 from dropkit.ops import BIAS_DROPOUT_ADD, overridable, resolve_stream
-from dropkit.ops.checks import check_floating, check_offset, check_probability, check_tensor
+from dropkit.ops.checks import (
+    check_floating,
+    check_probability,
+    check_stream_args,
+    check_tensor,
+    check_training,
+)
 
 __all__ = ["bias_dropout_add"]
 
@@ -58,7 +64,8 @@ def bias_dropout_add(
             f"{op}: bias of shape {tuple(bias.shape)} does not broadcast to x's {tuple(x.shape)}"
         )
     p = check_probability(p, op=op)
-    check_offset(offset)
+    check_training(training, op)
+    check_stream_args(generator, seed, offset)
     if not _state.is_stochastic(training) or p == 0.0 or x.numel() == 0:
         return residual + x + bias
     seed_t, offset = resolve_stream(x, generator, seed, offset, x.numel())

@@ -13,7 +13,14 @@ import torch
 from dropkit import _state, rng
 from dropkit.functional._common import check_mode, eval_output, keep_scale
 from dropkit.ops import KEEP, overridable, resolve_stream
-from dropkit.ops.checks import check_floating, check_offset, check_probability, check_tensor
+from dropkit.ops.checks import (
+    check_flag,
+    check_floating,
+    check_probability,
+    check_stream_args,
+    check_tensor,
+    check_training,
+)
 
 __all__ = ["broadcast_dropout", "check_noise_shape", "resolve_noise_shape"]
 
@@ -27,7 +34,12 @@ def check_noise_shape(noise_shape, op: str = "broadcast_dropout") -> tuple[int |
             f"{type(noise_shape).__name__}"
         )
     for n in noise_shape:
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int)):
+            raise TypeError(
+                f"{op}: noise_shape entries must be None or integers >= 1, got "
+                f"{type(n).__name__} {n!r}"
+            )
+        if n is not None and n < 1:
             raise ValueError(f"{op}: noise_shape entries must be None or integers >= 1, got {n!r}")
     return tuple(noise_shape)
 
@@ -56,8 +68,10 @@ def masked_dropout(input, p, training, inplace, mask_shape, mode, generator, see
     """Dropout with a mask over ``mask_shape`` (checked by the caller) broadcast over ``input``:
     the body of every keep-and-scale method."""
     p = check_probability(p, op=op)
+    check_training(training, op)
+    check_flag(inplace, "inplace", op=op)
     check_mode(mode, op)
-    check_offset(offset)
+    check_stream_args(generator, seed, offset)
     if not _state.is_stochastic(training):
         return eval_output(input, p, mode, inplace)
     check_floating(input, op)

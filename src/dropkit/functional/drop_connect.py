@@ -13,16 +13,21 @@ from dropkit.functional._common import check_mode, keep_scale
 from dropkit.ops import overridable, resolve_stream
 from dropkit.ops.checks import (
     check_choice,
+    check_conv2d_args,
+    check_flag,
     check_floating,
     check_int,
-    check_offset,
     check_probability,
+    check_stream_args,
     check_tensor,
+    check_training,
 )
 
 __all__ = ["drop_connect_conv2d", "drop_connect_linear"]
 
 INFERENCE = ("weight_scaling", "moment_matching")
+#: The most Gaussian draws per unit of moment matching (``samples`` sizes a loop of draws).
+MAX_SAMPLES = 2**20
 # Temporary elements per chunk: per-sample masked weights (samples x out x in) and the Gaussian
 # draws of moment matching (rows x samples x units) are formed at most this many at a time.
 _CHUNK_BUDGET = 1 << 22
@@ -30,7 +35,7 @@ _CHUNK_BUDGET = 1 << 22
 
 def check_inference(inference: str, samples: int, activation, op: str = "drop_connect") -> int:
     check_choice(inference, "inference", INFERENCE, op=op)
-    samples = check_int(samples, "samples", op=op, minimum=1)
+    samples = check_int(samples, "samples", op=op, minimum=1, maximum=MAX_SAMPLES)
     if activation is not None and not callable(activation):
         raise TypeError(
             f"{op}: activation must be callable or None, got {type(activation).__name__}"
@@ -38,16 +43,73 @@ def check_inference(inference: str, samples: int, activation, op: str = "drop_co
     return samples
 
 
-def _check(input, weight, p, mode, inference, samples, activation, offset, op):
+def check_layer_tensors(input, weight, bias, op: str) -> None:
+    """``input``, ``weight`` and ``bias`` of a DropConnect layer: dense floating tensors of one
+    dtype, ``weight`` ``(out, in)`` (linear: ``input (*, in)``) or ``(out, in/groups, kH, kW)``
+    (conv2d), ``bias`` None or ``(out,)``."""
     check_tensor(input, op)
     check_tensor(weight, op, "weight", 2)
     check_floating(input, op)
     if weight.dtype != input.dtype:
         raise TypeError(f"{op}: weight must have input's dtype {input.dtype}, got {weight.dtype}")
+    conv = op == "drop_connect_conv2d"
+    if conv and (input.dim() not in (3, 4) or weight.dim() != 4):
+        raise ValueError(
+            f"drop_connect_conv2d expects (N, C, H, W) or (C, H, W) input and a 4-D weight, "
+            f"got {input.dim()}-D input and {weight.dim()}-D weight"
+        )
+    if not conv:
+        if weight.dim() != 2:
+            raise ValueError(
+                f"{op}: weight must be 2-D (out_features, in_features), got shape "
+                f"{tuple(weight.shape)}"
+            )
+        if input.dim() < 1 or input.shape[-1] != weight.shape[1]:
+            raise ValueError(
+                f"{op}: input must have in_features = {weight.shape[1]} (weight's dim 1) as its "
+                f"last dimension, got input of shape {tuple(input.shape)}"
+            )
+    if bias is not None:
+        check_tensor(bias, op, "bias", 3)
+        if bias.dtype != input.dtype or tuple(bias.shape) != (weight.shape[0],):
+            raise ValueError(
+                f"{op}: bias must be None or a {input.dtype} tensor of shape "
+                f"({weight.shape[0]},), got a {bias.dtype} tensor of shape {tuple(bias.shape)}"
+            )
+
+
+def check_conv2d_shapes(input, weight, stride, padding, dilation, groups) -> None:
+    """``conv2d``'s arguments (:func:`~dropkit.ops.checks.check_conv2d_args`) and shapes: the
+    input has ``weight.shape[1] * groups`` channels, ``groups`` divides the output channels and
+    the dilated kernel fits the padded input (torch's rules, checked before anything runs)."""
+    op = "drop_connect_conv2d"
+    _, pads, dil, groups = check_conv2d_args(stride, padding, dilation, groups, op=op)
+    if input.shape[-3] != weight.shape[1] * groups or weight.shape[0] % groups:
+        raise ValueError(
+            f"{op}: input must have weight.shape[1] * groups = {weight.shape[1]} * {groups} "
+            f"channels and weight.shape[0] = {weight.shape[0]} must be divisible by groups, got "
+            f"input of shape {tuple(input.shape)}"
+        )
+    if pads is not None:
+        for d in range(2):
+            span = dil[d] * (weight.shape[2 + d] - 1) + 1
+            if input.shape[-2 + d] + 2 * pads[d] < span:
+                raise ValueError(
+                    f"{op}: the kernel (dilated extent {span}) does not fit the padded input: "
+                    f"input {tuple(input.shape)}, padding={padding!r}, dilation={dilation!r}, "
+                    f"weight {tuple(weight.shape)}"
+                )
+
+
+def _check(input, weight, bias, p, training, per_sample, mode, inference, samples, activation,
+           generator, seed, offset, op):  # fmt: skip
+    check_layer_tensors(input, weight, bias, op)
     p = check_probability(p, op=op)
+    check_training(training, op)
+    check_flag(per_sample, "per_sample", op=op)
     check_mode(mode, op)
     check_inference(inference, samples, activation, op)
-    check_offset(offset)
+    check_stream_args(generator, seed, offset)
     return p
 
 
@@ -142,8 +204,8 @@ def drop_connect_linear(
     ``"weight_scaling"`` and inverted mode) the result equals ``torch.nn.functional.linear`` bit for
     bit.
     """
-    p = _check(input, weight, p, mode, inference, samples, activation, offset,
-               "drop_connect_linear")  # fmt: skip
+    p = _check(input, weight, bias, p, training, per_sample, mode, inference, samples, activation,
+               generator, seed, offset, "drop_connect_linear")  # fmt: skip
     act = activation if activation is not None else (lambda t: t)
     if _state.is_stochastic(training) and p > 0.0:
         scale, threshold = keep_scale(p, mode), rng.keep_threshold(p)
@@ -252,8 +314,9 @@ def drop_connect_conv2d(
     ``groups`` as ``torch.nn.functional.conv2d``; input ``(N, C, H, W)`` or ``(C, H, W)``. With
     ``p = 0`` the result equals ``torch.nn.functional.conv2d`` bit for bit.
     """
-    p = _check(input, weight, p, mode, inference, samples, activation, offset,
-               "drop_connect_conv2d")  # fmt: skip
+    p = _check(input, weight, bias, p, training, per_sample, mode, inference, samples, activation,
+               generator, seed, offset, "drop_connect_conv2d")  # fmt: skip
+    check_conv2d_shapes(input, weight, stride, padding, dilation, groups)
     if input.dim() not in (3, 4) or weight.dim() != 4:
         raise ValueError(
             f"drop_connect_conv2d expects (N, C, H, W) or (C, H, W) input and a 4-D weight, "

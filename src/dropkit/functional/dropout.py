@@ -7,7 +7,14 @@ import torch
 from dropkit import _state, rng
 from dropkit.functional._common import check_mode, eval_output, keep_scale
 from dropkit.ops import KEEP, overridable, resolve_stream
-from dropkit.ops.checks import check_floating, check_offset, check_probability, check_tensor
+from dropkit.ops.checks import (
+    check_flag,
+    check_floating,
+    check_probability,
+    check_stream_args,
+    check_tensor,
+    check_training,
+)
 
 __all__ = ["dropout"]
 
@@ -63,8 +70,10 @@ def dropout(
     """
     check_tensor(input, "dropout")
     p = check_probability(p)
+    check_training(training, "dropout")
+    check_flag(inplace, "inplace", op="dropout")
     check_mode(mode)
-    check_offset(offset)
+    check_stream_args(generator, seed, offset)
     if not _state.is_stochastic(training):
         return eval_output(input, p, mode, inplace)
     check_floating(input, "dropout")
