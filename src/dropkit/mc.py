@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from dropkit import _state, rng
-from dropkit.ops import checks
+from dropkit.ops import checks as _checks
 
 __all__ = ["MCPrediction", "batch_wide_modules", "mc_predict", "stochastic"]
 
@@ -125,6 +125,7 @@ def _entropy(p: torch.Tensor) -> torch.Tensor:
 
 def batch_wide_modules(model: nn.Module) -> list[str]:
     """Names of the modules of ``model`` that draw one random value for the whole batch."""
+    _checks.check_module(model, "model", op="batch_wide_modules")
     from dropkit import nn as dnn
     from dropkit.compat import timm as compat_timm
     from dropkit.compat import torchvision as compat_tv
@@ -245,23 +246,23 @@ def mc_predict(
         :class:`MCPrediction` (float64).
     """
     op = "mc_predict"
-    checks.check_module(model, "model", op=op)
-    checks.check_tensor(x, op, "x", 2)
+    _checks.check_module(model, "model", op=op)
+    _checks.check_tensor(x, op, "x", 2)
     if x.dim() < 1:
         raise ValueError(f"{op}: x must have a batch dimension (B, ...), got a 0-d tensor")
-    samples = checks.check_int(samples, "samples", op=op, minimum=1, maximum=MAX_SAMPLES)
+    samples = _checks.check_int(samples, "samples", op=op, minimum=1, maximum=MAX_SAMPLES)
     if not (isinstance(batch_replicas, str) and batch_replicas == "auto"):
         try:
-            checks.check_flag(batch_replicas, "batch_replicas", op=op)
+            _checks.check_flag(batch_replicas, "batch_replicas", op=op)
         except TypeError:
             error = ValueError if isinstance(batch_replicas, str) else TypeError
             raise error(
                 f"{op}: batch_replicas must be True, False or 'auto', got {batch_replicas!r}"
             ) from None
         batch_replicas = bool(batch_replicas)
-    max_rows = checks.check_int(max_rows, "max_rows", op=op, minimum=1)
+    max_rows = _checks.check_int(max_rows, "max_rows", op=op, minimum=1)
     if memory_budget is not None:
-        memory_budget = checks.check_int(memory_budget, "memory_budget", op=op, minimum=1)
+        memory_budget = _checks.check_int(memory_budget, "memory_budget", op=op, minimum=1)
     if isinstance(prefix, str) and prefix != "auto":
         raise ValueError(f"{op}: prefix must be a callable, None or 'auto', got {prefix!r}")
     if not (prefix is None or isinstance(prefix, str) or callable(prefix)):

@@ -48,7 +48,7 @@ def bias_dropout_add(
     ``x`` (usually ``(H,)``); output ``x``'s shape, dtype and layout.
     """
     op = "bias_dropout_add"
-    check_floating(check_tensor(x, op, "x"), op)
+    check_floating(check_tensor(x, op, "x"), op, "x")
     check_tensor(bias, op, "bias", 2)
     check_tensor(residual, op, "residual", 3)
     if residual.shape != x.shape or residual.dtype != x.dtype or bias.dtype != x.dtype:

@@ -58,6 +58,11 @@ def check_layer_tensors(input, weight, bias, op: str) -> None:
             f"drop_connect_conv2d expects (N, C, H, W) or (C, H, W) input and a 4-D weight, "
             f"got {input.dim()}-D input and {weight.dim()}-D weight"
         )
+    if conv and 0 in weight.shape:
+        raise ValueError(
+            f"{op}: weight must have no empty dimension (out, in/groups, kH, kW), got shape "
+            f"{tuple(weight.shape)}"
+        )
     if not conv:
         if weight.dim() != 2:
             raise ValueError(
@@ -74,7 +79,8 @@ def check_layer_tensors(input, weight, bias, op: str) -> None:
         if bias.dtype != input.dtype or tuple(bias.shape) != (weight.shape[0],):
             raise ValueError(
                 f"{op}: bias must be None or a {input.dtype} tensor of shape "
-                f"({weight.shape[0]},), got a {bias.dtype} tensor of shape {tuple(bias.shape)}"
+                f"({weight.shape[0]},) (weight's output dimension), got a {bias.dtype} tensor of "
+                f"shape {tuple(bias.shape)}"
             )
 
 

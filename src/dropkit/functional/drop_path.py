@@ -71,6 +71,10 @@ def stochastic_depth(
     check_tensor(input, "stochastic_depth")
     p = check_drop_path_args(p, "p", "stochastic_depth", mode)
     check_training(training, "stochastic_depth")
+    if input.dim() == 0 and p > 0.0 and _state.is_stochastic(training):
+        raise ValueError(
+            "stochastic_depth: input must have a batch dimension (N, ...), got a 0-d tensor"
+        )
     check_stream_args(generator, seed, offset)
     if not _state.is_stochastic(training) or p == 0.0 or input.numel() == 0:
         return input

@@ -9,6 +9,7 @@ from dropkit import _state, rng
 from dropkit.ops import WORDS, overridable, resolve_stream
 from dropkit.ops.checks import (
     check_embedding_args,
+    check_ids,
     check_probability,
     check_stream_args,
     check_tensor,
@@ -66,10 +67,11 @@ def embedding_dropout(
         raise TypeError(f"embedding_dropout: input must hold integer ids, got {input.dtype}")
     p = check_probability(p, op="embedding_dropout")
     check_training(training, "embedding_dropout")
-    padding_idx = check_embedding_args(
+    padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse = check_embedding_args(
         weight.shape[0], padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
         op="embedding_dropout",
     )  # fmt: skip
+    check_ids(input, weight.shape[0], "embedding_dropout")
     check_stream_args(generator, seed, offset)
     out = F.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse)
     if not _state.is_stochastic(training) or p == 0.0 or input.numel() == 0:

@@ -63,7 +63,9 @@ def drop_branches(
             f"drop_branches: all branches must have one dtype and device, got "
             f"{[(b.dtype, str(b.device)) for b in branches]}"
         )
-    check_floating(branches[0], "drop_branches")
+    check_floating(branches[0], "drop_branches", "branches[0]")
+    if branches[0].dim() == 0:
+        raise ValueError("drop_branches: branches must have a batch dimension (N, ...), got 0-d")
     check_choice(mode, "mode", ("local", "global"), op="drop_branches")
     k = len(branches)
     if column is not None:

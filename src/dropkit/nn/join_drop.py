@@ -12,6 +12,7 @@ from dropkit import functional as F
 from dropkit.nn._base import StochasticModule
 from dropkit.ops import resolve_stream
 from dropkit.ops.checks import (
+    check_floating,
     check_index_list,
     check_int,
     check_module,
@@ -116,7 +117,8 @@ class JoinDrop(nn.Module):
         self.columns = columns
 
     def forward(self, branches: Sequence[torch.Tensor]) -> torch.Tensor:
-        check_tensors(branches, "JoinDrop", "branches")
+        for branch in check_tensors(branches, "JoinDrop", "branches"):
+            check_floating(branch, "JoinDrop")
         if len(branches) != len(self.columns):
             raise ValueError(f"expected {len(self.columns)} branches, got {len(branches)}")
         policy = self.policy

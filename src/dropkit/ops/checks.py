@@ -24,6 +24,7 @@ __all__ = [
     "check_flag",
     "check_floating",
     "check_generator",
+    "check_ids",
     "check_index_list",
     "check_int",
     "check_module",
@@ -200,10 +201,10 @@ def check_tensors(values, op: str, name: str) -> list[torch.Tensor]:
     return list(values)
 
 
-def check_floating(input, op: str) -> torch.Tensor:
-    check_tensor(input, op)
+def check_floating(input, op: str, name: str = "input") -> torch.Tensor:
+    check_tensor(input, op, name)
     if not input.dtype.is_floating_point:
-        raise TypeError(f"{op}: input must have a floating dtype, got {input.dtype}")
+        raise TypeError(f"{op}: {name} must have a floating dtype, got {input.dtype}")
     return input
 
 
@@ -351,19 +352,35 @@ def check_module(value, name: str, *, op: str, optional: bool = False):
 
 
 def check_embedding_args(num_embeddings: int, padding_idx, max_norm, norm_type, scale_grad_by_freq,
-                         sparse, *, op: str) -> int | None:  # fmt: skip
+                         sparse, *, op: str) -> tuple:  # fmt: skip
     """``torch.nn.functional.embedding``'s options, checked with clear errors: ``padding_idx`` an
-    integer in ``[-V, V)`` or None (torch: an ``AssertionError``), ``max_norm`` None or a number
-    > 0, ``norm_type`` a number > 0 (torch accepts NaN and negative values), the flags bools.
-    Returns ``padding_idx`` as torch normalises it (``>= 0``)."""
+    integer in ``[-V, V)`` or None (torch: an ``AssertionError``), ``max_norm`` None or a finite
+    number > 0, ``norm_type`` a finite number > 0 (torch accepts NaN and negative values), the
+    flags exactly bools (as torch). Returns them as torch takes them: ``(padding_idx >= 0 or None,
+    max_norm, norm_type, scale_grad_by_freq, sparse)``."""
     if padding_idx is not None:
         padding_idx = check_int(padding_idx, "padding_idx", op=op, minimum=-num_embeddings,
                                 maximum=num_embeddings - 1)  # fmt: skip
         if padding_idx < 0:
             padding_idx += num_embeddings
     if max_norm is not None:
-        check_real(max_norm, "max_norm", op=op, low=0.0, low_open=True)
-    check_real(norm_type, "norm_type", op=op, low=0.0, low_open=True)
-    check_flag(scale_grad_by_freq, "scale_grad_by_freq", op=op)
-    check_flag(sparse, "sparse", op=op)
-    return padding_idx
+        max_norm = check_real(max_norm, "max_norm", op=op, low=0.0, low_open=True)
+    norm_type = check_real(norm_type, "norm_type", op=op, low=0.0, low_open=True)
+    for name, value in (("scale_grad_by_freq", scale_grad_by_freq), ("sparse", sparse)):
+        if type(value) is not bool:
+            raise TypeError(f"{op}: {name} must be a bool, got {type(value).__name__} {value!r}")
+    return padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse
+
+
+def check_ids(ids: torch.Tensor, num_embeddings: int, op: str) -> None:
+    """Embedding ids in ``[0, num_embeddings)``, checked on plain eager CPU tensors (elsewhere
+    reading them would synchronise or break a trace; torch's own lookup then reports them)."""
+    from dropkit.ops._route import plain_eager
+
+    if ids.numel() and ids.device.type == "cpu" and plain_eager((ids,)):
+        low, high = (int(v) for v in torch.aminmax(ids))
+        if low < 0 or high >= num_embeddings:
+            raise ValueError(
+                f"{op}: input ids must lie in [0, {num_embeddings - 1}] (the rows of weight), "
+                f"got ids from {low} to {high}"
+            )
