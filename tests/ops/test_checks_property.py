@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import math
 import numbers
+import os
 import re
 import signal
 import traceback
@@ -180,7 +181,9 @@ def generator(v):
 
 
 def callable_or_none(v):
-    return OK if v is None or v is IDENTITY else TypeError
+    if v is None or v is IDENTITY:
+        return OK
+    return FOREIGN if callable(v) else TypeError  # the user's function runs on the output
 
 
 def pair(minimum, strings=(), fits=None, safe_max=None):
@@ -301,6 +304,12 @@ VALUES = st.one_of(
 )
 
 
+def _quantized(t):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch 2.13 deprecates quantized tensors
+        return torch.quantize_per_tensor(t.float(), 0.1, 0, torch.qint8)
+
+
 def _flat2d(t):
     return t.reshape(t.shape[0], -1) if t.dim() >= 1 else t.reshape(1, 1)
 
@@ -317,7 +326,7 @@ TRANSFORMS: dict[str, Callable[[torch.Tensor], object]] = {
     "complex64": lambda t: t.to(torch.complex64),
     "sparse_coo": lambda t: t.to_sparse(),
     "sparse_csr": lambda t: _flat2d(t).to_sparse_csr(),
-    "quantized": lambda t: torch.quantize_per_tensor(t.float(), 0.1, 0, torch.qint8),
+    "quantized": lambda t: _quantized(t),
     "nested": lambda t: torch.nested.nested_tensor([t.clone(), t.clone()]),
     "jagged": lambda t: torch.nested.nested_tensor([_flat2d(t), _flat2d(t)], layout=torch.jagged),
     "meta": lambda t: t.to("meta"),
@@ -865,7 +874,11 @@ MODULES = [
         "Cutout",
         dnn.Cutout,
         lambda: {"size": 3},
-        {"size": integer(1, EXTENT), "n_holes": integer(0, MAX_HOLES), "fill": real(no_bool=True)},
+        {
+            "size": integer(1, EXTENT),
+            "n_holes": integer(0, MAX_HOLES),
+            "fill": real(no_bool=True, high=torch.finfo(torch.float32).max),
+        },
         _x(2, 3, 8, 8),
     ),  # fmt: skip
     module_target(
@@ -977,9 +990,11 @@ MODULES = [
 class _Joined(torch.nn.Module):
     """A FractalDropPath policy and a JoinDrop over two branches (both constructors' arguments)."""
 
-    def __init__(self, columns=(0, 1), num_columns=2, **policy):
+    def __init__(self, columns=ANY, num_columns=2, **policy):
         super().__init__()
         self.policy = dnn.FractalDropPath(num_columns, **policy)
+        if columns is ANY:  # the default: the first two columns (or the only one)
+            columns = list(range(min(2, self.policy.num_columns)))
         self.join = dnn.JoinDrop(self.policy, columns)
 
     def forward(self, x):
@@ -1127,7 +1142,7 @@ HELPERS = [
             "prefix": lambda v: (
                 OK
                 if v is None or v == "auto" or v is IDENTITY
-                else (ValueError if isinstance(v, str) else (ANY if callable(v) else TypeError))
+                else (ValueError if isinstance(v, str) else (FOREIGN if callable(v) else TypeError))
             ),
         },
         ("x",),
@@ -1155,6 +1170,7 @@ HELPERS = [
             "eps": real(0.0, no_bool=True, tensors=False),
         },
         check=lambda out, kw: None,
+        aliases={"target": ("weight",)},
     ),  # fmt: skip
     Target(
         "MaxNorm",
@@ -1297,11 +1313,13 @@ def cases(draw, target: Target):
     return arg, value
 
 
+# The fast lane runs a fixed sample; DROPKIT_PROPERTY_EXAMPLES=N explores N random ones per target.
+_EXPLORE = int(os.environ.get("DROPKIT_PROPERTY_EXAMPLES", "0"))
 SETTINGS = settings(
-    max_examples=30,
+    max_examples=_EXPLORE or 25,
     deadline=datetime.timedelta(seconds=5),
     suppress_health_check=list(HealthCheck),
-    derandomize=True,
+    derandomize=not _EXPLORE,
     database=None,
 )
 
@@ -1341,3 +1359,224 @@ def test_every_public_name_has_a_target():
     public |= {"convert", "replace_dropout"}
     exempt = {"MCPrediction", "LinearSchedule"}  # a result record; DropBlockSchedule's old name
     assert public - exempt <= covered, sorted(public - exempt - covered)
+
+
+# -- the audit's cases (issue 17), one by one ------------------------------------------------------
+FUNCTIONAL_CALLS = {
+    name: (TARGETS[name].call, TARGETS[name].base)
+    for name in F.__all__
+    if name in TARGETS and "training" in TARGETS[name].kinds
+}
+
+
+def test_the_training_cases_cover_every_functional_with_a_training_argument():
+    import inspect
+
+    takes = {n for n in F.__all__ if "training" in inspect.signature(getattr(F, n)).parameters}
+    assert takes == set(FUNCTIONAL_CALLS)
+
+
+@pytest.mark.parametrize("value", ["no", 2, [], None, 1.0, np.bool_(True), torch.tensor(True)])
+@pytest.mark.parametrize("name", sorted(FUNCTIONAL_CALLS))
+def test_training_must_be_a_bool_as_torch(name, value):
+    """torch 2.13: ``F.dropout(x, 0.5, training='no')`` is a TypeError "dropout(): argument 'train'
+    (position 3) must be bool, not str"; so are ints, None, NumPy bools and tensors."""
+    with pytest.raises(TypeError):
+        torch.nn.functional.dropout(torch.ones(3), 0.5, training=value)
+    call, base = FUNCTIONAL_CALLS[name]
+    kwargs = base()
+    kwargs["training"] = value
+    with pytest.raises(TypeError, match=r"argument 'training' must be bool, not"):
+        call(**kwargs)
+
+
+@pytest.mark.parametrize("value", ["no", 2, [], None])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda v: F.dropout(torch.ones(3), 0.5, True, v),
+        lambda v: F.alpha_dropout(torch.ones(3), 0.5, True, v),
+        lambda v: F.gaussian_dropout(torch.ones(3), 0.5, True, v),
+        lambda v: F.drop_block2d(torch.ones(1, 1, 4, 4), 0.5, 3, v),
+        lambda v: F.locked_dropout(torch.ones(2, 2, 2), 0.5, inplace=v),
+        lambda v: dnn.Dropout(0.5, v),
+        lambda v: dnn.AlphaDropout(0.5, v),
+        lambda v: dnn.GaussianDropout(0.5, v),
+        lambda v: dnn.DropBlock2d(0.5, 3, v),
+    ],
+)
+def test_inplace_must_be_a_bool_stricter_than_torch(call, value):
+    """torch reads ``inplace=`` by its truth value (``F.dropout(x, inplace='no')`` writes in
+    place); dropkit refuses anything but a bool."""
+    torch.nn.functional.dropout(torch.ones(3), 0.5, True, value)  # torch accepts it
+    with pytest.raises(TypeError, match="inplace must be a bool"):
+        call(value)
+
+
+def test_linear_decay_rates_with_a_huge_count_raises_at_once():
+    with pytest.raises(ValueError, match=r"num_layers must be an integer >= 1 and <= 1048576"):
+        F.linear_decay_rates(0.5, 2**62)
+    assert len(F.linear_decay_rates(0.5, MAX_LAYERS)) == MAX_LAYERS
+
+
+@pytest.mark.parametrize("mode", [None, "", "rows", 1, ["row"]])
+def test_stochastic_depth_mode_validated_as_torchvision(mode):
+    x = torch.randn(4, 3)
+    for call in (lambda: F.stochastic_depth(x, 0.5, mode),
+                 lambda: F.stochastic_depth(x, 0.5, mode, training=False),
+                 lambda: dnn.StochasticDepth(0.5, mode)):  # fmt: skip
+        with pytest.raises(ValueError, match="mode has to be either 'batch' or 'row'"):
+            call()
+
+
+@pytest.mark.parametrize(
+    "p, error", [(-0.1, ValueError), (math.nan, RuntimeError), (1.5, ValueError), ("a", TypeError)]
+)
+def test_drop_block_gamma_refuses_bad_p(p, error):
+    with pytest.raises(error, match="p"):
+        F.drop_block_gamma(p, 3, (7, 7))
+
+
+@pytest.mark.parametrize(
+    "block_size, spatial, error",
+    [(1.5, (7, 7), TypeError), (0, (7, 7), ValueError), (3, (0, 7), ValueError),
+     (3, "77", TypeError), (3, (), ValueError), ([3, 3, 3], (7, 7), ValueError),
+     (3, (7.0, 7), TypeError)],
+)  # fmt: skip
+def test_drop_block_gamma_refuses_bad_sizes(block_size, spatial, error):
+    with pytest.raises(error, match="block_size|spatial"):
+        F.drop_block_gamma(0.5, block_size, spatial)
+
+
+def test_drop_block_gamma_of_valid_arguments():
+    assert F.drop_block_gamma(0.5, 3, (7, 7)) == pytest.approx(0.5 * 49 / (9 * 25))
+    assert F.drop_block_gamma(0.0, [1, 2], (4, 5)) == 0.0
+    assert 0.0 <= F.drop_block_gamma(1.0, 7, (7, 7)) <= 1.0
+
+
+def test_cutout_size_zero_and_huge_counts_are_clear_errors():
+    x = torch.randn(2, 3, 8, 8)
+    with pytest.raises(ValueError, match="size must be an integer >= 1"):
+        F.cutout(x, 0)
+    with pytest.raises(ValueError, match="size must be an integer >= 1"):
+        dnn.Cutout(0)
+    with pytest.raises(
+        ValueError,
+        match=r"n_holes must be an integer >= 0 and <= 4096, got 2\*\*62|"
+        r"n_holes must be an integer >= 0 and <= 4096, got 4611",
+    ):
+        F.cutout(x, 3, n_holes=2**62)  # was: "use an offset <= -27670116110564327425"
+    with pytest.raises(ValueError, match="fill=300.0 must be an integer in \\[0, 255\\]"):
+        F.cutout(torch.zeros(1, 4, 4, dtype=torch.uint8), 2, fill=300)
+
+
+@pytest.mark.parametrize(
+    "columns, error",
+    [([1.5], TypeError), ([0, 0], ValueError), ([], ValueError), ([2], ValueError),
+     ("01", TypeError), (3, TypeError), ([True], TypeError)],
+)  # fmt: skip
+def test_join_drop_columns(columns, error):
+    with pytest.raises(error, match="columns"):
+        dnn.JoinDrop(dnn.FractalDropPath(2), columns)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [({"stride": 1.5}, TypeError, "stride must be an integer or a pair"),
+     ({"stride": (1, 2, 3)}, ValueError, "stride must be an integer or a pair"),
+     ({"stride": 0}, ValueError, "stride must be integers in"),
+     ({"padding": -1}, ValueError, "padding must be integers in"),
+     ({"padding": "full"}, ValueError, "padding must be one of"),
+     ({"dilation": [1.0, 1]}, TypeError, "dilation must be an integer or a pair"),
+     ({"groups": 2}, ValueError, "groups"),
+     ({"groups": 1.0}, TypeError, "groups must be an integer")],
+)  # fmt: skip
+def test_drop_connect_conv2d_arguments(kwargs, error, match):
+    x, w = torch.randn(1, 2, 5, 5), torch.randn(2, 2, 3, 3)
+    for training in (True, False):
+        with pytest.raises(error, match=match):
+            F.drop_connect_conv2d(x, w, training=training, **kwargs)
+    if "groups" not in kwargs or kwargs["groups"] != 2:  # a module may have 2 groups
+        with pytest.raises(error, match=match):
+            dnn.DropConnectConv2d(2, 2, 3, **kwargs)
+
+
+SPARSE_CALLS = {
+    "dropout": lambda t: F.dropout(t, 0.5),
+    "dropout2d": lambda t: F.dropout2d(t, 0.5),
+    "alpha_dropout": lambda t: F.alpha_dropout(t, 0.5, True),
+    "gaussian_dropout": lambda t: F.gaussian_dropout(t, 0.5),
+    "drop_path": lambda t: F.drop_path(t, 0.5, True),
+    "stochastic_depth": lambda t: F.stochastic_depth(t, 0.5, "row"),
+    "drop_block2d": lambda t: F.drop_block2d(t, 0.5, 3),
+    "cutout": lambda t: F.cutout(t, 2),
+    "drop_connect_linear": lambda t: F.drop_connect_linear(t, torch.randn(2, 6)),
+    "broadcast_dropout": lambda t: F.broadcast_dropout(t, 0.5, noise_shape=(None,) * t.dim()),
+    "Dropout.eval": lambda t: dnn.Dropout(0.5).eval()(t),
+}
+
+
+@pytest.mark.parametrize("kind", ["sparse_coo", "quantized", "nested"])
+@pytest.mark.parametrize("name", sorted(SPARSE_CALLS))
+def test_sparse_quantized_and_nested_inputs_refused_up_front(name, kind):
+    """Sparse COO inputs used to fail deep inside torch (or, in evaluation, pass through)."""
+    x = TRANSFORMS[kind](torch.randn(2, 3, 6, 6))
+    with pytest.raises(TypeError, match=r"argument '(input|x)' \(position 1\) must be a dense"):
+        SPARSE_CALLS[name](x)
+
+
+class _MetaGenerator(torch.Generator):
+    """torch 2.13 cannot make a meta generator (``torch.Generator("meta")`` raises "META device
+    type not an accelerator" in the caller's own line); this one says it is one."""
+
+    @property
+    def device(self):
+        return torch.device("meta")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [lambda g: F.dropout(torch.ones(3), 0.5, generator=g),
+     lambda g: F.dropout(torch.ones(3), 0.5, False, generator=g),
+     lambda g: dnn.Dropout(0.5, generator=g)],
+)  # fmt: skip
+def test_a_generator_not_on_the_cpu_is_refused_clearly(call):
+    with pytest.raises(ValueError, match="generator must be a CPU torch.Generator"):
+        call(_MetaGenerator())
+    with pytest.raises(TypeError, match="generator must be a torch.Generator or None"):
+        call("cpu")
+
+
+def test_stream_arguments_checked_in_evaluation_too():
+    x = torch.ones(3)
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        F.dropout(x, 0.5, False, seed="abc")
+    with pytest.raises(ValueError, match="offset must be an integer in"):
+        F.dropout(x, 0.5, False, offset=-1)
+    with pytest.raises(ValueError, match="either seed or generator"):
+        F.gaussian_dropout(x, 0.5, False, seed=1, generator=torch.Generator())
+
+
+def test_no_negative_offset_advice():
+    from dropkit.ops.checks import check_stream_end
+
+    with pytest.raises(ValueError) as error:
+        check_stream_end(0, 2**64)
+    assert "<= -" not in str(error.value) and "too large" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [(lambda: F.embedding_dropout(torch.tensor([7]), torch.randn(5, 2)), ValueError,
+      r"input ids must lie in \[0, 4\]"),
+     (lambda: F.embedding_dropout(torch.tensor([1]), torch.randn(5, 2), padding_idx=5),
+      ValueError, "padding_idx must be an integer >= -5 and <= 4"),
+     (lambda: dnn.EmbeddingDropout(5, 2, padding_idx=9), ValueError, "padding_idx"),
+     (lambda: F.embedding_dropout(torch.tensor([1]), torch.randn(5, 2), norm_type=math.nan),
+      ValueError, "norm_type must be a finite number"),
+     (lambda: F.embedding_dropout(torch.tensor([1]), torch.randn(5, 2), sparse=1), TypeError,
+      "sparse must be a bool")],
+)  # fmt: skip
+def test_embedding_arguments(call, error, match):
+    with pytest.raises(error, match=match):
+        call()

@@ -105,7 +105,9 @@ class DropBlockSchedule(nn.Module):
         if not isinstance(attribute, str):
             raise TypeError(f"{op}: attribute must be a str, got {type(attribute).__name__}")
         if not hasattr(module, attribute):
-            raise ValueError(f"{type(module).__name__} has no attribute {attribute!r} to schedule")
+            raise ValueError(
+                f"{op}: module {type(module).__name__} has no attribute {attribute!r} to schedule"
+            )
         object.__setattr__(self, "target", module)
         self.start, self.stop, self.steps, self.attribute = start, stop, steps, attribute
         self.register_buffer("step_count", torch.zeros((), dtype=torch.int64))
