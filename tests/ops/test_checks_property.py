@@ -910,7 +910,7 @@ MODULES = [
             "padding": pair(0, ("valid", "same"), safe_max=8),
             "dilation": pair(1, fits=lambda v: 2 * v + 1 <= 6),
             "groups": lambda v: (
-                lambda i: i if not isinstance(i, int) else (OK if i in (1, 2, 4) else ValueError)
+                lambda i: i if not isinstance(i, int) else (OK if i in (1, 2) else ValueError)
             )(_int(v)),
             "bias": flag,
             "padding_mode": choice("zeros", "reflect", "replicate", "circular"),

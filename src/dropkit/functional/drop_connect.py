@@ -84,12 +84,13 @@ def check_layer_tensors(input, weight, bias, op: str) -> None:
             )
 
 
-def check_conv2d_shapes(input, weight, stride, padding, dilation, groups) -> None:
+def check_conv2d_shapes(input, weight, stride, padding, dilation, groups) -> tuple:
     """``conv2d``'s arguments (:func:`~dropkit.ops.checks.check_conv2d_args`) and shapes: the
     input has ``weight.shape[1] * groups`` channels, ``groups`` divides the output channels and
-    the dilated kernel fits the padded input (torch's rules, checked before anything runs)."""
+    the dilated kernel fits the padded input (torch's rules, checked before anything runs).
+    Returns ``(stride, padding, dilation, groups)`` as Python ints (NumPy integers included)."""
     op = "drop_connect_conv2d"
-    _, pads, dil, groups = check_conv2d_args(stride, padding, dilation, groups, op=op)
+    strides, pads, dil, groups = check_conv2d_args(stride, padding, dilation, groups, op=op)
     if input.shape[-3] != weight.shape[1] * groups or weight.shape[0] % groups:
         raise ValueError(
             f"{op}: input must have weight.shape[1] * groups = {weight.shape[1]} * {groups} "
@@ -105,6 +106,12 @@ def check_conv2d_shapes(input, weight, stride, padding, dilation, groups) -> Non
                     f"input {tuple(input.shape)}, padding={padding!r}, dilation={dilation!r}, "
                     f"weight {tuple(weight.shape)}"
                 )
+    return (
+        tuple(strides),
+        (padding if isinstance(padding, str) else tuple(pads)),
+        tuple(dil),
+        groups,
+    )
 
 
 def _check(input, weight, bias, p, training, per_sample, mode, inference, samples, activation,
@@ -322,7 +329,9 @@ def drop_connect_conv2d(
     """
     p = _check(input, weight, bias, p, training, per_sample, mode, inference, samples, activation,
                generator, seed, offset, "drop_connect_conv2d")  # fmt: skip
-    check_conv2d_shapes(input, weight, stride, padding, dilation, groups)
+    stride, padding, dilation, groups = check_conv2d_shapes(
+        input, weight, stride, padding, dilation, groups
+    )
     if input.dim() not in (3, 4) or weight.dim() != 4:
         raise ValueError(
             f"drop_connect_conv2d expects (N, C, H, W) or (C, H, W) input and a 4-D weight, "

@@ -160,7 +160,12 @@ class DropConnectConv2d(_DropConnectMixin, nn.Conv2d):
         check_int(in_channels, "in_channels", op=op, minimum=1, maximum=MAX_EXTENT)
         check_int(out_channels, "out_channels", op=op, minimum=1, maximum=MAX_EXTENT)
         check_pair(kernel_size, "kernel_size", op=op, minimum=1)
-        check_conv2d_args(stride, padding, dilation, groups, op=op)
+        groups = check_conv2d_args(stride, padding, dilation, groups, op=op)[3]
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"{op}: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
+                f"divisible by groups, got groups={groups}"
+            )
         check_flag(bias, "bias", op=op)
         check_choice(padding_mode, "padding_mode", ("zeros", "reflect", "replicate", "circular"),
                      op=op)  # fmt: skip
