@@ -8,6 +8,7 @@ from dropkit import _state
 from dropkit.ops import HOLES, overridable, resolve_stream
 from dropkit.ops.checks import (
     MAX_EXTENT,
+    check_fill,
     check_int,
     check_real,
     check_stream_args,
@@ -15,7 +16,7 @@ from dropkit.ops.checks import (
     check_training,
 )
 
-__all__ = ["MAX_HOLES", "check_cutout_args", "check_fill", "cutout"]
+__all__ = ["MAX_HOLES", "check_cutout_args", "cutout"]
 
 #: The most holes per image: the holes' centres are drawn (and, in the reference kernel, their
 #: masks formed) per image and hole, so the count is bounded before anything is drawn.
@@ -31,24 +32,6 @@ def check_cutout_args(size, n_holes, fill, op: str = "cutout") -> tuple[int, int
         raise TypeError(f"{op}: fill must be a real number, got bool {fill!r}")
     fill = check_real(fill, "fill", op=op)
     return size, n_holes, fill
-
-
-def check_fill(fill: float, dtype: torch.dtype, op: str = "cutout") -> None:
-    """``fill`` must be exactly an integer in the range of an integer ``dtype``, or finite in a
-    floating one: it is not silently truncated, wrapped or rounded to infinity."""
-    if dtype.is_floating_point:
-        if abs(fill) > torch.finfo(dtype).max:
-            raise ValueError(
-                f"{op}: fill={fill!r} is not representable in the input's dtype {dtype} (it would "
-                f"become infinite; |fill| <= {torch.finfo(dtype).max})"
-            )
-        return
-    info = torch.iinfo(dtype)
-    if fill != int(fill) or not info.min <= fill <= info.max:
-        raise ValueError(
-            f"{op}: fill={fill!r} must be an integer in [{info.min}, {info.max}] for the input's "
-            f"dtype {dtype} (it would be truncated or wrapped)"
-        )
 
 
 @overridable

@@ -13,13 +13,12 @@ from dropkit.functional._common import check_mode, keep_scale
 from dropkit.ops import overridable, resolve_stream
 from dropkit.ops.checks import (
     check_choice,
-    check_conv2d_args,
+    check_conv2d_shapes,
+    check_drop_connect_tensors,
     check_flag,
-    check_floating,
     check_int,
     check_probability,
     check_stream_args,
-    check_tensor,
     check_training,
 )
 
@@ -43,80 +42,9 @@ def check_inference(inference: str, samples: int, activation, op: str = "drop_co
     return samples
 
 
-def check_layer_tensors(input, weight, bias, op: str) -> None:
-    """``input``, ``weight`` and ``bias`` of a DropConnect layer: dense floating tensors of one
-    dtype, ``weight`` ``(out, in)`` (linear: ``input (*, in)``) or ``(out, in/groups, kH, kW)``
-    (conv2d), ``bias`` None or ``(out,)``."""
-    check_tensor(input, op)
-    check_tensor(weight, op, "weight", 2)
-    check_floating(input, op)
-    if weight.dtype != input.dtype:
-        raise TypeError(f"{op}: weight must have input's dtype {input.dtype}, got {weight.dtype}")
-    conv = op == "drop_connect_conv2d"
-    if conv and (input.dim() not in (3, 4) or weight.dim() != 4):
-        raise ValueError(
-            f"drop_connect_conv2d expects (N, C, H, W) or (C, H, W) input and a 4-D weight, "
-            f"got {input.dim()}-D input and {weight.dim()}-D weight"
-        )
-    if conv and 0 in weight.shape:
-        raise ValueError(
-            f"{op}: weight must have no empty dimension (out, in/groups, kH, kW), got shape "
-            f"{tuple(weight.shape)}"
-        )
-    if not conv:
-        if weight.dim() != 2:
-            raise ValueError(
-                f"{op}: weight must be 2-D (out_features, in_features), got shape "
-                f"{tuple(weight.shape)}"
-            )
-        if input.dim() < 1 or input.shape[-1] != weight.shape[1]:
-            raise ValueError(
-                f"{op}: input must have in_features = {weight.shape[1]} (weight's dim 1) as its "
-                f"last dimension, got input of shape {tuple(input.shape)}"
-            )
-    if bias is not None:
-        check_tensor(bias, op, "bias", 3)
-        if bias.dtype != input.dtype or tuple(bias.shape) != (weight.shape[0],):
-            raise ValueError(
-                f"{op}: bias must be None or a {input.dtype} tensor of shape "
-                f"({weight.shape[0]},) (weight's output dimension), got a {bias.dtype} tensor of "
-                f"shape {tuple(bias.shape)}"
-            )
-
-
-def check_conv2d_shapes(input, weight, stride, padding, dilation, groups) -> tuple:
-    """``conv2d``'s arguments (:func:`~dropkit.ops.checks.check_conv2d_args`) and shapes: the
-    input has ``weight.shape[1] * groups`` channels, ``groups`` divides the output channels and
-    the dilated kernel fits the padded input (torch's rules, checked before anything runs).
-    Returns ``(stride, padding, dilation, groups)`` as Python ints (NumPy integers included)."""
-    op = "drop_connect_conv2d"
-    strides, pads, dil, groups = check_conv2d_args(stride, padding, dilation, groups, op=op)
-    if input.shape[-3] != weight.shape[1] * groups or weight.shape[0] % groups:
-        raise ValueError(
-            f"{op}: input must have weight.shape[1] * groups = {weight.shape[1]} * {groups} "
-            f"channels and weight.shape[0] = {weight.shape[0]} must be divisible by groups, got "
-            f"input of shape {tuple(input.shape)}"
-        )
-    if pads is not None:
-        for d in range(2):
-            span = dil[d] * (weight.shape[2 + d] - 1) + 1
-            if input.shape[-2 + d] + 2 * pads[d] < span:
-                raise ValueError(
-                    f"{op}: the kernel (dilated extent {span}) does not fit the padded input: "
-                    f"input {tuple(input.shape)}, padding={padding!r}, dilation={dilation!r}, "
-                    f"weight {tuple(weight.shape)}"
-                )
-    return (
-        tuple(strides),
-        (padding if isinstance(padding, str) else tuple(pads)),
-        tuple(dil),
-        groups,
-    )
-
-
 def _check(input, weight, bias, p, training, per_sample, mode, inference, samples, activation,
            generator, seed, offset, op):  # fmt: skip
-    check_layer_tensors(input, weight, bias, op)
+    check_drop_connect_tensors(input, weight, bias, op)
     p = check_probability(p, op=op)
     check_training(training, op)
     check_flag(per_sample, "per_sample", op=op)

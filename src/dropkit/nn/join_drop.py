@@ -12,12 +12,11 @@ from dropkit import functional as F
 from dropkit.nn._base import StochasticModule
 from dropkit.ops import resolve_stream
 from dropkit.ops.checks import (
-    check_floating,
+    check_branches,
     check_index_list,
     check_int,
     check_module,
     check_probability,
-    check_tensors,
 )
 
 __all__ = ["FractalDropPath", "JoinDrop"]
@@ -117,8 +116,7 @@ class JoinDrop(nn.Module):
         self.columns = columns
 
     def forward(self, branches: Sequence[torch.Tensor]) -> torch.Tensor:
-        for branch in check_tensors(branches, "JoinDrop", "branches"):
-            check_floating(branch, "JoinDrop")
+        check_branches(branches, "JoinDrop")
         if len(branches) != len(self.columns):
             raise ValueError(f"expected {len(self.columns)} branches, got {len(branches)}")
         policy = self.policy

@@ -18,9 +18,13 @@ from dropkit import rng
 from dropkit.kernels import MAX_STREAM_INDEX
 
 __all__ = [
+    "check_branches",
     "check_choice",
     "check_conv2d_args",
+    "check_conv2d_shapes",
+    "check_drop_connect_tensors",
     "check_embedding_args",
+    "check_fill",
     "check_flag",
     "check_floating",
     "check_generator",
@@ -201,11 +205,24 @@ def check_tensors(values, op: str, name: str) -> list[torch.Tensor]:
     return list(values)
 
 
+def check_branches(branches, op: str) -> None:
+    """A non-empty list or tuple of floating tensors (``torch.fx`` proxies pass: a symbolic trace
+    records the call and the traced graph checks the real tensors)."""
+    from torch.fx import Proxy
+
+    if not isinstance(branches, (list, tuple)) or not branches:
+        check_tensors(branches, op, "branches")  # raises its error
+    for index, branch in enumerate(branches):
+        if not isinstance(branch, Proxy):
+            check_floating(check_tensor(branch, op, f"branches[{index}]"), op, f"branches[{index}]")
+
+
 def check_floating(input, op: str, name: str = "input") -> torch.Tensor:
+    """A floating tensor (the caller ran :func:`check_tensor` on it first: not again here)."""
+    if isinstance(input, torch.Tensor) and input.dtype.is_floating_point:
+        return input
     check_tensor(input, op, name)
-    if not input.dtype.is_floating_point:
-        raise TypeError(f"{op}: {name} must have a floating dtype, got {input.dtype}")
-    return input
+    raise TypeError(f"{op}: {name} must have a floating dtype, got {input.dtype}")
 
 
 def check_offset(offset) -> int:
@@ -384,3 +401,92 @@ def check_ids(ids: torch.Tensor, num_embeddings: int, op: str) -> None:
                 f"{op}: input ids must lie in [0, {num_embeddings - 1}] (the rows of weight), "
                 f"got ids from {low} to {high}"
             )
+
+
+def check_drop_connect_tensors(input, weight, bias, op: str) -> None:
+    """``input``, ``weight`` and ``bias`` of a DropConnect layer: dense floating tensors of one
+    dtype, ``weight`` ``(out, in)`` (linear: ``input (*, in)``) or ``(out, in/groups, kH, kW)``
+    (conv2d), ``bias`` None or ``(out,)``."""
+    check_tensor(input, op)
+    check_tensor(weight, op, "weight", 2)
+    check_floating(input, op)
+    if weight.dtype != input.dtype:
+        raise TypeError(f"{op}: weight must have input's dtype {input.dtype}, got {weight.dtype}")
+    conv = op == "drop_connect_conv2d"
+    if conv and (input.dim() not in (3, 4) or weight.dim() != 4):
+        raise ValueError(
+            f"drop_connect_conv2d expects (N, C, H, W) or (C, H, W) input and a 4-D weight, "
+            f"got {input.dim()}-D input and {weight.dim()}-D weight"
+        )
+    if conv and 0 in weight.shape:
+        raise ValueError(
+            f"{op}: weight must have no empty dimension (out, in/groups, kH, kW), got shape "
+            f"{tuple(weight.shape)}"
+        )
+    if not conv:
+        if weight.dim() != 2:
+            raise ValueError(
+                f"{op}: weight must be 2-D (out_features, in_features), got shape "
+                f"{tuple(weight.shape)}"
+            )
+        if input.dim() < 1 or input.shape[-1] != weight.shape[1]:
+            raise ValueError(
+                f"{op}: input must have in_features = {weight.shape[1]} (weight's dim 1) as its "
+                f"last dimension, got input of shape {tuple(input.shape)}"
+            )
+    if bias is not None:
+        check_tensor(bias, op, "bias", 3)
+        if bias.dtype != input.dtype or tuple(bias.shape) != (weight.shape[0],):
+            raise ValueError(
+                f"{op}: bias must be None or a {input.dtype} tensor of shape "
+                f"({weight.shape[0]},) (weight's output dimension), got a {bias.dtype} tensor of "
+                f"shape {tuple(bias.shape)}"
+            )
+
+
+def check_conv2d_shapes(input, weight, stride, padding, dilation, groups) -> tuple:
+    """``conv2d``'s arguments (:func:`~dropkit.ops.checks.check_conv2d_args`) and shapes: the
+    input has ``weight.shape[1] * groups`` channels, ``groups`` divides the output channels and
+    the dilated kernel fits the padded input (torch's rules, checked before anything runs).
+    Returns ``(stride, padding, dilation, groups)`` as Python ints (NumPy integers included)."""
+    op = "drop_connect_conv2d"
+    strides, pads, dil, groups = check_conv2d_args(stride, padding, dilation, groups, op=op)
+    if input.shape[-3] != weight.shape[1] * groups or weight.shape[0] % groups:
+        raise ValueError(
+            f"{op}: input must have weight.shape[1] * groups = {weight.shape[1]} * {groups} "
+            f"channels and weight.shape[0] = {weight.shape[0]} must be divisible by groups, got "
+            f"input of shape {tuple(input.shape)}"
+        )
+    if pads is not None:
+        for d in range(2):
+            span = dil[d] * (weight.shape[2 + d] - 1) + 1
+            if input.shape[-2 + d] + 2 * pads[d] < span:
+                raise ValueError(
+                    f"{op}: the kernel (dilated extent {span}) does not fit the padded input: "
+                    f"input {tuple(input.shape)}, padding={padding!r}, dilation={dilation!r}, "
+                    f"weight {tuple(weight.shape)}"
+                )
+    return (
+        tuple(strides),
+        (padding if isinstance(padding, str) else tuple(pads)),
+        tuple(dil),
+        groups,
+    )
+
+
+def check_fill(fill: float, dtype: torch.dtype, op: str = "cutout") -> None:
+    """``fill`` must be exactly an integer in the range of an integer ``dtype``, or finite in a
+    floating one: it is not silently truncated, wrapped or rounded to infinity."""
+    if dtype.is_floating_point:
+        if abs(fill) > torch.finfo(dtype).max:
+            raise ValueError(
+                f"{op}: fill={fill!r} is not representable in the input's dtype {dtype} (it would "
+                f"become infinite; |fill| <= {torch.finfo(dtype).max})"
+            )
+        return
+    info = torch.iinfo(dtype)
+    if fill != int(fill) or not info.min <= fill <= info.max:
+        raise ValueError(
+            f"{op}: fill={fill!r} must be an integer in [{info.min}, {info.max}] for the input's "
+            f"dtype {dtype} (it would be truncated or wrapped)"
+        )
