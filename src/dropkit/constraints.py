@@ -196,6 +196,8 @@ class MaxNorm:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got "
                             f"{type(optimizer).__name__}")  # fmt: skip
+        if model is not None and not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module or None, got {type(model).__name__}")
         if self.modules is None and model is None:
             if self.include_bias:
                 raise ValueError(

@@ -1003,6 +1003,17 @@ class _Joined(torch.nn.Module):
         return self.join(branches)
 
 
+class _BiasDropoutAddX(torch.nn.Module):
+    """BiasDropoutAdd's forward with ``x`` varied (bias and residual fixed, float32 (2, 3))."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = dnn.BiasDropoutAdd(0.5)
+
+    def forward(self, x):
+        return self.layer(x, torch.randn(3), torch.randn(2, 3))
+
+
 def _columns(v):
     if isinstance(v, (str, bytes, torch.Tensor)) or not isinstance(v, Sequence):
         return TypeError
@@ -1012,6 +1023,47 @@ def _columns(v):
 
 
 FORWARDS = [
+    forward_target(
+        "Dropout1d",
+        lambda: (dnn.Dropout1d(0.5), torch.randn(2, 3, 4)),
+        floating((2, 3), RuntimeError),
+    ),
+    forward_target(
+        "Dropout3d",
+        lambda: (dnn.Dropout3d(0.5), torch.randn(2, 3, 2, 2, 2)),
+        floating(at_least(1), RuntimeError),
+    ),
+    forward_target(
+        "LockedDropout", lambda: (dnn.LockedDropout(0.5), torch.randn(4, 2, 3)), floating((3,))
+    ),
+    forward_target(
+        "BroadcastDropout",
+        lambda: (dnn.BroadcastDropout(0.5, noise_shape=(None, 1, None)), torch.randn(2, 3, 4)),
+        floating((3,)),
+    ),
+    forward_target("AlphaDropout", lambda: (dnn.AlphaDropout(0.5), torch.randn(2, 3)), floating()),
+    forward_target(
+        "FeatureAlphaDropout",
+        lambda: (dnn.FeatureAlphaDropout(0.5), torch.randn(2, 3, 4)),
+        floating(at_least(2), RuntimeError),
+    ),
+    forward_target(
+        "DropBlock3d",
+        lambda: (dnn.DropBlock3d(0.3, 2), torch.randn(2, 2, 4, 4, 4)),
+        floating((5,)),
+    ),
+    forward_target(
+        "BiasDropoutAdd",
+        lambda: (_BiasDropoutAddX(), torch.randn(2, 3)),
+        exotic_then(lambda t: ANY if t.is_floating_point() else TypeError),
+        shape_check=lambda out, kw: None,
+    ),
+    forward_target(
+        "DropBlockSchedule",
+        lambda: (dnn.DropBlockSchedule(dnn.DropBlock2d(0.1, 3), 0.0, 0.1, 10), torch.randn(2)),
+        lambda t: OK,  # the identity: any value passes through
+        shape_check=lambda out, kw: None,
+    ),
     forward_target("Dropout", lambda: (dnn.Dropout(0.5), torch.randn(2, 3)), floating()),
     forward_target(
         "Dropout2d",
@@ -1232,6 +1284,42 @@ HELPERS.append(
         aliases={"attribute": ("attribute", "has no attribute")},
     )  # fmt: skip
 )
+
+
+def _attach(**kw):
+    model = _mlp()
+    optimizer = kw.pop("optimizer", torch.optim.SGD(model.parameters(), 0.1))
+    handle = kw.pop("policy", constraints.MaxNorm(1.0)).attach(optimizer, **kw)
+    optimizer.step()
+    handle.remove()
+
+
+def _fractal_attach(model):
+    policy = dnn.FractalDropPath(2)
+    handle = policy.attach(model)
+    model(torch.randn(3, 4))
+    handle.remove()
+
+
+HELPERS += [
+    Target(
+        "MaxNorm.attach",
+        _attach,
+        lambda: {"model": _mlp()},
+        {
+            "optimizer": lambda v: OK if isinstance(v, torch.optim.Optimizer) else TypeError,
+            "model": optional(module_or()),
+        },
+        check=lambda out, kw: None,
+    ),
+    Target(
+        "FractalDropPath.attach",
+        _fractal_attach,
+        lambda: {"model": _mlp()},
+        {"model": lambda v: FOREIGN if isinstance(v, torch.nn.Module) else TypeError},
+        check=lambda out, kw: None,
+    ),
+]
 TARGETS = {t.name: t for t in FUNCTIONALS + MODULES + FORWARDS + HELPERS}
 
 
@@ -1359,6 +1447,10 @@ def test_every_public_name_has_a_target():
     public |= {"convert", "replace_dropout"}
     exempt = {"MCPrediction", "LinearSchedule"}  # a result record; DropBlockSchedule's old name
     assert public - exempt <= covered, sorted(public - exempt - covered)
+    modules = {n for n in dnn.__all__ if isinstance(getattr(dnn, n), type)}
+    forwards = {t.name.split(".")[0] for t in FORWARDS}
+    no_forward = {"FractalDropPath", "LinearSchedule"}  # a policy without forward; an alias
+    assert modules - no_forward <= forwards, sorted(modules - no_forward - forwards)
 
 
 # -- the audit's cases (issue 17), one by one ------------------------------------------------------
