@@ -741,9 +741,14 @@ def decay_ok(out, kw):
 MODULE_RANDOM = {"generator": generator, "seed": seed}
 
 
+TRAINING_VALUE = [None]  # set by test_a_module_with_a_non_bool_training_flag
+
+
 def module_target(name, cls, base, kinds, make_input, check=None, aliases=None, random=True):
     def call(**kw):
         layer = cls(**kw).train()
+        if TRAINING_VALUE[0] is not None:
+            layer.training = TRAINING_VALUE[0]
         x = make_input(layer)
         out = layer(*x) if isinstance(x, tuple) else layer(x)
         return out, x
@@ -1672,3 +1677,18 @@ def test_no_negative_offset_advice():
 def test_embedding_arguments(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize(
+    "name", sorted(t.name for t in MODULES if t.name not in ("FractalDropPath()", "JoinDrop()"))
+)
+def test_a_module_with_a_non_bool_training_flag(name):
+    """``module.train("no")`` is torch's ValueError; a ``training`` attribute set by hand to a
+    non-bool reaches the functional, which refuses it as torch's functionals do."""
+    target = TARGETS[name]
+    TRAINING_VALUE[0] = "no"
+    try:
+        with pytest.raises(TypeError, match="argument 'training' must be bool"):
+            target.call(**target.base())
+    finally:
+        TRAINING_VALUE[0] = None
