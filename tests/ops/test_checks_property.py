@@ -404,6 +404,23 @@ def dropout_like(name, fn, shape, extra=None, ranks=None, rank_error=ValueError,
     )  # fmt: skip
 
 
+def _dropout_values(out, kw):
+    """dropout's invariant: each element is 0 or ``x * scale`` (training), ``x`` or ``x (1-p)``
+    (evaluation), with the input's shape, dtype and device."""
+    same_as("input")(out, kw)
+    x = kw["input"]
+    if x.device.type == "meta" or kw.get("inplace") or not bool(torch.isfinite(x).all()):
+        return  # nothing to compare against (written in place, or NaN/inf propagate)
+    p, classic = _real(kw["p"]), kw.get("mode") == "classic"
+    x, y = x.double(), out.double()
+    if not kw["training"]:
+        assert torch.allclose(y, x * (1.0 - p) if classic else x, rtol=1e-2, atol=1e-6)
+        return
+    scale = 1.0 if classic else (0.0 if p == 1.0 else 1.0 / (1.0 - p))
+    kept = torch.isclose(y, x * scale, rtol=1e-2, atol=1e-6)
+    assert bool((kept | (y == 0)).all())
+
+
 def _drop_connect_linear_base():
     return {"input": torch.randn(3, 4), "weight": torch.randn(2, 4), "bias": torch.randn(2),
             "p": 0.5, "training": True}  # fmt: skip
@@ -478,7 +495,22 @@ def _spatial(v):
 
 
 FUNCTIONALS = [
-    dropout_like("dropout", F.dropout, (2, 3, 4)),
+    Target(
+        "dropout",
+        F.dropout,
+        lambda: {"input": torch.randn(2, 3, 4), "p": 0.5, "training": True},
+        {
+            "input": floating(),
+            "p": prob(),
+            "training": training,
+            "inplace": flag,
+            "mode": choice("inverted", "classic"),
+            **STREAM,
+        },
+        ("input",),
+        lambda out, kw: _dropout_values(out, kw),
+        DROPOUT_ALIASES,
+    ),
     dropout_like(
         "dropout1d", F.dropout1d, (2, 3, 4), {"channels_last": flag}, (2, 3), RuntimeError
     ),  # fmt: skip
