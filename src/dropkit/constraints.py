@@ -166,6 +166,11 @@ class MaxNorm:
                 f"modules must be an iterable of nn.Modules or None, got {type(modules).__name__}"
             )
         self.modules = None if modules is None else list(modules)
+        if self.modules == []:
+            raise ValueError(
+                "modules must hold at least one nn.Module (or be None: every Linear/Conv layer of "
+                "the model), got an empty collection"
+            )
         if self.modules is not None:
             for module in self.modules:
                 if not isinstance(module, nn.Module):

@@ -25,7 +25,7 @@ import re
 import signal
 import traceback
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -1272,9 +1272,9 @@ HELPERS = [
                 if v is None
                 else (
                     TypeError
-                    if isinstance(v, (torch.nn.Module, torch.Tensor, str))
-                    or not isinstance(v, (list, tuple))
-                    else ANY
+                    if isinstance(v, (torch.nn.Module, torch.Tensor, str, bytes))
+                    or not isinstance(v, Iterable)
+                    else (ValueError if len(list(v)) == 0 else ANY)
                 )
             ),
             "dim": optional(integer(-2, 1, tensors=False)),
