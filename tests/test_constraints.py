@@ -162,11 +162,11 @@ def test_call_on_model_repr_and_errors():
     assert model[0].weight.norm(dim=1).max() <= 1.0 + 1e-6
     assert repr(MaxNorm(3)) == "MaxNorm(max_norm=3.0, include_bias=False)"
     assert dropkit.constraints.MaxNorm is MaxNorm
-    with pytest.raises(ValueError, match="max_norm must be a number > 0"):
+    with pytest.raises(ValueError, match="max_norm must be a finite number > 0"):
         MaxNorm(0)
-    with pytest.raises(ValueError, match="max_norm must be a number > 0"):
+    with pytest.raises(ValueError, match="max_norm must be a finite number > 0"):
         max_norm_(model, -1.0)
-    with pytest.raises(ValueError, match="eps must be a number >= 0"):
+    with pytest.raises(ValueError, match="eps must be a finite number >= 0"):
         MaxNorm(1.0, eps=-1)
     with pytest.raises(ValueError, match="include_bias needs dim=0"):
         MaxNorm(1.0, dim=1, include_bias=True)

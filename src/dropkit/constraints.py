@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -14,15 +16,24 @@ _CONSTRAINED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Bilinear)
 
 
 def _check_bound(max_norm: float, eps: float) -> None:
-    if isinstance(max_norm, bool) or not isinstance(max_norm, numbers.Real) or not max_norm > 0:
-        raise ValueError(f"max_norm must be a number > 0, got {max_norm!r}")
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
-        raise ValueError(f"eps must be a number >= 0, got {eps!r}")
+    for name, value, allowed in (("max_norm", max_norm, "> 0"), ("eps", eps, ">= 0")):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError(
+                f"{name} must be a finite number {allowed}, got {type(value).__name__} {value!r}"
+            )
+        if not math.isfinite(value) or not (value > 0 if name == "max_norm" else value >= 0):
+            raise ValueError(f"{name} must be a finite number {allowed}, got {value!r}")
 
 
 def _check_dim(dim: int | None, include_bias: bool) -> None:
-    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int)):
-        raise TypeError(f"dim must be an int or None, got {type(dim).__name__}")
+    if dim is not None and (
+        isinstance(dim, (bool, np.bool_)) or not isinstance(dim, numbers.Integral)
+    ):
+        raise TypeError(f"dim must be an int or None, got {type(dim).__name__} {dim!r}")
+    if type(include_bias) is not bool and not isinstance(include_bias, np.bool_):
+        raise TypeError(
+            f"include_bias must be a bool, got {type(include_bias).__name__} {include_bias!r}"
+        )
     if include_bias and dim != 0:
         raise ValueError("include_bias needs dim=0 (the bias has one entry per unit of dim 0)")
 
@@ -71,6 +82,10 @@ def max_norm_(
     _check_bound(max_norm, eps)
     _check_dim(dim, include_bias)
     if isinstance(target, torch.Tensor):
+        if target.layout is not torch.strided or target.is_quantized or target.is_nested:
+            raise TypeError(f"target must be a dense tensor, got a {target.layout} tensor")
+        if not target.dtype.is_floating_point:
+            raise TypeError(f"target must be a floating weight tensor, got {target.dtype}")
         if include_bias:
             raise ValueError("include_bias needs a module (a bare tensor has no bias)")
         _renorm(target, None, float(max_norm), float(eps), dim)
@@ -144,12 +159,23 @@ class MaxNorm:
         _check_bound(max_norm, eps)
         _check_dim(dim, include_bias)
         self.max_norm = float(max_norm)
+        if modules is not None and (
+            isinstance(modules, (nn.Module, torch.Tensor, str)) or not isinstance(modules, Iterable)
+        ):
+            raise TypeError(
+                f"modules must be an iterable of nn.Modules or None, got {type(modules).__name__}"
+            )
         self.modules = None if modules is None else list(modules)
+        if self.modules == []:
+            raise ValueError(
+                "modules must hold at least one nn.Module (or be None: every Linear/Conv layer of "
+                "the model), got an empty collection"
+            )
         if self.modules is not None:
             for module in self.modules:
                 if not isinstance(module, nn.Module):
                     raise TypeError(f"modules must hold nn.Modules, got {type(module).__name__}")
-        self.dim = dim
+        self.dim = None if dim is None else int(dim)
         self.include_bias = bool(include_bias)
         self.eps = float(eps)
 
@@ -175,6 +201,8 @@ class MaxNorm:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got "
                             f"{type(optimizer).__name__}")  # fmt: skip
+        if model is not None and not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module or None, got {type(model).__name__}")
         if self.modules is None and model is None:
             if self.include_bias:
                 raise ValueError(

@@ -16,6 +16,8 @@ import copy
 import torch
 from torch import nn
 
+from dropkit.ops.checks import check_choice, check_flag, check_module
+
 __all__ = ["convert"]
 
 # Layers linear in their input up to the bias: W (c x) + b = (c W) x + b.
@@ -68,12 +70,9 @@ def convert(model: nn.Module, to: str = "inverted", *, inplace: bool = False) ->
     """
     from dropkit.nn._base import DropoutBase
 
-    if to not in ("inverted", "classic"):
-        raise ValueError(f"to must be 'inverted' or 'classic', got {to!r}")
-    if not isinstance(inplace, bool):
-        raise TypeError(f"inplace must be a bool, got {inplace!r}")
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_module(model, "model", op="convert")
+    check_choice(to, "to", ("inverted", "classic"), op="convert")
+    inplace = check_flag(inplace, "inplace", op="convert")
     model = model if inplace else copy.deepcopy(model)
     source = "classic" if to == "inverted" else "inverted"
     nested = {id(child) for m in model.modules() if isinstance(m, nn.Sequential) for child in m}

@@ -42,8 +42,12 @@ import torch
 from torch import nn
 
 from dropkit import _state, rng
+from dropkit.ops import checks as _checks
 
 __all__ = ["MCPrediction", "batch_wide_modules", "mc_predict", "stochastic"]
+
+#: The most stochastic passes :func:`mc_predict` runs (``samples`` sizes its loop).
+MAX_SAMPLES = 2**20
 
 _TORCH_FUNCTIONAL = {
     nn.Dropout: nn.functional.dropout,
@@ -121,6 +125,7 @@ def _entropy(p: torch.Tensor) -> torch.Tensor:
 
 def batch_wide_modules(model: nn.Module) -> list[str]:
     """Names of the modules of ``model`` that draw one random value for the whole batch."""
+    _checks.check_module(model, "model", op="batch_wide_modules")
     from dropkit import nn as dnn
     from dropkit.compat import timm as compat_timm
     from dropkit.compat import torchvision as compat_tv
@@ -216,7 +221,7 @@ def mc_predict(
     Args:
         model: the network; put in eval mode for the call and restored after.
         x: a batch ``(B, ...)``.
-        samples: ``T >= 1`` stochastic passes.
+        samples: ``T`` stochastic passes, an integer in ``[1, 2**20]``.
         batch_replicas: run several replicas of ``x`` in one forward (``True``), one pass per
             sample (``False``), or ``"auto"``: batch unless the model holds modules that draw once
             per batch (:func:`batch_wide_modules`).
@@ -240,22 +245,28 @@ def mc_predict(
     Returns:
         :class:`MCPrediction` (float64).
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    if not isinstance(x, torch.Tensor) or x.dim() < 1:
-        raise TypeError("x must be a torch.Tensor with a batch dimension")
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"samples must be an integer >= 1, got {samples!r}")
-    if batch_replicas not in (True, False, "auto"):
-        raise ValueError(f"batch_replicas must be True, False or 'auto', got {batch_replicas!r}")
-    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
-        raise ValueError(f"max_rows must be an integer >= 1, got {max_rows!r}")
-    if memory_budget is not None and (
-        isinstance(memory_budget, bool) or not isinstance(memory_budget, int) or memory_budget < 1
-    ):
-        raise ValueError(f"memory_budget must be a positive number of bytes, got {memory_budget!r}")
-    if not (prefix is None or prefix == "auto" or callable(prefix)):
-        raise TypeError(f"prefix must be a callable, None or 'auto', got {prefix!r}")
+    op = "mc_predict"
+    _checks.check_module(model, "model", op=op)
+    _checks.check_tensor(x, op, "x", 2)
+    if x.dim() < 1:
+        raise ValueError(f"{op}: x must have a batch dimension (B, ...), got a 0-d tensor")
+    samples = _checks.check_int(samples, "samples", op=op, minimum=1, maximum=MAX_SAMPLES)
+    if not (isinstance(batch_replicas, str) and batch_replicas == "auto"):
+        try:
+            _checks.check_flag(batch_replicas, "batch_replicas", op=op)
+        except TypeError:
+            error = ValueError if isinstance(batch_replicas, str) else TypeError
+            raise error(
+                f"{op}: batch_replicas must be True, False or 'auto', got {batch_replicas!r}"
+            ) from None
+        batch_replicas = bool(batch_replicas)
+    max_rows = _checks.check_int(max_rows, "max_rows", op=op, minimum=1)
+    if memory_budget is not None:
+        memory_budget = _checks.check_int(memory_budget, "memory_budget", op=op, minimum=1)
+    if isinstance(prefix, str) and prefix != "auto":
+        raise ValueError(f"{op}: prefix must be a callable, None or 'auto', got {prefix!r}")
+    if not (prefix is None or isinstance(prefix, str) or callable(prefix)):
+        raise TypeError(f"{op}: prefix must be a callable, None or 'auto', got {prefix!r}")
     base_seed = rng.draw_seed() if seed is None else rng.check_seed(seed)
     was_training = model.training
     model.eval()

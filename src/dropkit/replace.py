@@ -7,6 +7,8 @@ import inspect
 
 from torch import nn
 
+from dropkit.ops.checks import check_choice, check_flag, check_module
+
 __all__ = ["replace_dropout"]
 
 _NAMES = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout")
@@ -43,12 +45,10 @@ def replace_dropout(
     dropout module (``replace_dropout(nn.Dropout(0.5))``) cannot change its own class: its
     replacement is returned (whatever ``inplace``) and the argument is left as it was.
     """
-    if to not in ("dropkit", "torch"):
-        raise ValueError(f"to must be 'dropkit' or 'torch', got {to!r}")
-    if mode not in ("inverted", "classic"):
-        raise ValueError(f"mode must be 'inverted' or 'classic', got {mode!r}")
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    check_module(model, "model", op="replace_dropout")
+    check_choice(to, "to", ("dropkit", "torch"), op="replace_dropout")
+    check_choice(mode, "mode", ("inverted", "classic"), op="replace_dropout")
+    inplace = check_flag(inplace, "inplace", op="replace_dropout")
     pairs = _pairs()
     # A bare dropout module: the module cannot change its own class, so return its replacement.
     root = _replacement(model, "<model>", to, mode, pairs)

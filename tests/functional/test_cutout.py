@@ -66,7 +66,9 @@ def test_train_eval_mc_and_gradient():
     y.sum().backward()
     holes = _reference_holes(2, 8, 8, 3, 1, 2)
     assert torch.equal(x.grad, (~holes[:, None]).float().expand_as(x))
-    assert F.cutout(x, 0) is x and F.cutout(x, 3, n_holes=0) is x
+    assert F.cutout(x, 3, n_holes=0) is x
+    with pytest.raises(ValueError, match="size must be an integer >= 1 and <= 2147483647, got 0"):
+        F.cutout(x, 0)  # a hole of no area is a mistake, not an identity (issue 17)
 
 
 def test_reproducibility_and_dtypes():
@@ -92,7 +94,7 @@ def test_reproducibility_and_dtypes():
     n=st.integers(1, 4),
     h=st.integers(1, 9),
     w=st.integers(1, 9),
-    size=st.integers(0, 12),
+    size=st.integers(1, 12),
     n_holes=st.integers(0, 3),
     seed=st.integers(-(2**63), 2**63 - 1),
     offset=st.integers(0, 10),
@@ -109,7 +111,7 @@ def test_module_repr_and_errors():
     assert repr(layer) == "dropkit.Cutout(size=16, n_holes=2, fill=0.5, seed=3)"
     x = torch.randn(2, 3, 20, 20)
     assert torch.equal(layer(x), F.cutout(x, 16, 2, 0.5, seed=3))
-    with pytest.raises(ValueError, match="size must be an integer >= 0"):
+    with pytest.raises(ValueError, match="size must be an integer >= 1"):
         dnn.Cutout(-1)
     with pytest.raises(TypeError, match="n_holes must be an integer, got float 1.5"):
         dnn.Cutout(3, n_holes=1.5)

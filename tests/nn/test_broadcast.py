@@ -25,7 +25,7 @@ def test_broadcast_module_equals_functional_and_repr():
 
 @pytest.mark.parametrize(
     "noise_shape,error",
-    [((0, None), ValueError), ((1.5,), ValueError), ("ab", TypeError), (3, TypeError)],
+    [((0, None), ValueError), ((1.5,), TypeError), ("ab", TypeError), (3, TypeError)],
 )
 def test_broadcast_validation(noise_shape, error):
     with pytest.raises(error, match="noise_shape"):

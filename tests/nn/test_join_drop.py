@@ -91,7 +91,7 @@ def test_validation():
     policy = FractalDropPath(2)
     with pytest.raises(TypeError, match="policy must be a FractalDropPath"):
         JoinDrop(object(), [0])
-    with pytest.raises(ValueError, match="distinct column indices"):
+    with pytest.raises(ValueError, match="columns must be distinct integers"):
         JoinDrop(policy, [0, 0])
     with pytest.raises(ValueError, match=r"columns must lie in \[0, 1\]"):
         JoinDrop(policy, [0, 2])

@@ -8,7 +8,14 @@ import torch
 
 from dropkit import _state, rng
 from dropkit.ops import overridable, resolve_stream
-from dropkit.ops.checks import check_floating, check_offset, check_probability, check_tensor
+from dropkit.ops.checks import (
+    check_flag,
+    check_floating,
+    check_probability,
+    check_stream_args,
+    check_tensor,
+    check_training,
+)
 
 __all__ = ["alpha_dropout", "feature_alpha_dropout"]
 
@@ -20,7 +27,9 @@ def _alpha(input, p, training, inplace, feature, generator, seed, offset):
     op = "feature_alpha_dropout" if feature else "alpha_dropout"
     check_tensor(input, op)
     p = check_probability(p, op=op)
-    check_offset(offset)
+    check_training(training, op)
+    check_flag(inplace, "inplace", op=op)
+    check_stream_args(generator, seed, offset)
     if not _state.is_stochastic(training) or p == 0.0:
         return input  # any dtype, as torch
     check_floating(input, op)

@@ -7,7 +7,13 @@ import torch
 from dropkit import _state, rng
 from dropkit.functional._common import keep_scale
 from dropkit.ops import overridable, resolve_stream
-from dropkit.ops.checks import check_floating, check_offset, check_probability, check_tensor
+from dropkit.ops.checks import (
+    check_floating,
+    check_probability,
+    check_stream_args,
+    check_tensor,
+    check_training,
+)
 
 __all__ = ["bias_dropout_add"]
 
@@ -42,7 +48,7 @@ def bias_dropout_add(
     ``x`` (usually ``(H,)``); output ``x``'s shape, dtype and layout.
     """
     op = "bias_dropout_add"
-    check_floating(check_tensor(x, op, "x"), op)
+    check_floating(check_tensor(x, op, "x"), op, "x")
     check_tensor(bias, op, "bias", 2)
     check_tensor(residual, op, "residual", 3)
     if residual.shape != x.shape or residual.dtype != x.dtype or bias.dtype != x.dtype:
@@ -58,7 +64,8 @@ def bias_dropout_add(
             f"{op}: bias of shape {tuple(bias.shape)} does not broadcast to x's {tuple(x.shape)}"
         )
     p = check_probability(p, op=op)
-    check_offset(offset)
+    check_training(training, op)
+    check_stream_args(generator, seed, offset)
     if not _state.is_stochastic(training) or p == 0.0 or x.numel() == 0:
         return residual + x + bias
     seed_t, offset = resolve_stream(generator, seed, offset, x.numel())

@@ -25,7 +25,12 @@ def check_noise_shape(noise_shape, op: str = "broadcast_dropout") -> tuple[int |
             f"{type(noise_shape).__name__}"
         )
     for n in noise_shape:
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int)):
+            raise TypeError(
+                f"{op}: noise_shape entries must be None or integers >= 1, got "
+                f"{type(n).__name__} {n!r}"
+            )
+        if n is not None and n < 1:
             raise ValueError(f"{op}: noise_shape entries must be None or integers >= 1, got {n!r}")
     return tuple(noise_shape)
 

@@ -6,18 +6,31 @@ import torch
 
 from dropkit import _state
 from dropkit.ops import HOLES, overridable, resolve_stream
-from dropkit.ops.checks import check_int, check_offset, check_real, check_tensor
+from dropkit.ops.checks import (
+    MAX_EXTENT,
+    check_fill,
+    check_int,
+    check_real,
+    check_stream_args,
+    check_tensor,
+    check_training,
+)
 
-__all__ = ["check_cutout_args", "cutout"]
+__all__ = ["MAX_HOLES", "check_cutout_args", "cutout"]
+
+#: The most holes per image: the holes' centres are drawn (and, in the reference kernel, their
+#: masks formed) per image and hole, so the count is bounded before anything is drawn.
+MAX_HOLES = 4096
 
 
-def check_cutout_args(size, n_holes, fill) -> tuple[int, int, float]:
-    """``size`` and ``n_holes`` integers >= 0, ``fill`` a finite number."""
-    size = check_int(size, "size", op="cutout", minimum=0)
-    n_holes = check_int(n_holes, "n_holes", op="cutout", minimum=0)
-    if isinstance(fill, bool):
-        raise TypeError(f"cutout: fill must be a real number, got bool {fill!r}")
-    fill = check_real(fill, "fill", op="cutout")
+def check_cutout_args(size, n_holes, fill, op: str = "cutout") -> tuple[int, int, float]:
+    """``size`` an integer in ``[1, 2**31 - 1]``, ``n_holes`` an integer in ``[0, MAX_HOLES]``,
+    ``fill`` a finite real number (not a bool)."""
+    size = check_int(size, "size", op=op, minimum=1, maximum=MAX_EXTENT)
+    n_holes = check_int(n_holes, "n_holes", op=op, minimum=0, maximum=MAX_HOLES)
+    if isinstance(fill, bool) or (isinstance(fill, torch.Tensor) and fill.dtype == torch.bool):
+        raise TypeError(f"{op}: fill must be a real number, got bool {fill!r}")
+    fill = check_real(fill, "fill", op=op)
     return size, n_holes, fill
 
 
@@ -59,9 +72,10 @@ def cutout(
 
     Args:
         input: ``(C, H, W)`` or ``(N, C, H, W)``, floating or integer (e.g. uint8 images).
-        size: side of the square, integer ``>= 0`` (0: identity).
-        n_holes: holes per image, integer ``>= 0``.
-        fill: the value written into the holes (cast to ``input``'s dtype).
+        size: side of the square, integer in ``[1, 2**31 - 1]``.
+        n_holes: holes per image, integer in ``[0, 4096]`` (0: identity).
+        fill: the value written into the holes: a finite number representable in ``input``'s
+            dtype (an integer in range for integer dtypes; nothing is truncated or wrapped).
         training: apply if True (or inside :func:`dropkit.mc.stochastic`); else the identity.
         generator, seed, offset: the random stream (see :func:`dropkit.functional.dropout`).
 
@@ -74,9 +88,11 @@ def cutout(
             f"cutout: input must have a real floating or integer dtype, got {input.dtype}"
         )
     size, n_holes, fill = check_cutout_args(size, n_holes, fill)
+    check_fill(fill, input.dtype)
+    check_training(training, "cutout")
     if input.dim() not in (3, 4):
         raise ValueError(f"cutout expects (C, H, W) or (N, C, H, W) input, got {input.dim()}D")
-    check_offset(offset)
+    check_stream_args(generator, seed, offset)
     if not _state.is_stochastic(training) or size == 0 or n_holes == 0 or input.numel() == 0:
         return input
     n = input.shape[0] if input.dim() == 4 else 1

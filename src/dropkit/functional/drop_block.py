@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from dropkit import _state
 from dropkit.ops import BLOCKS, overridable, resolve_stream
 from dropkit.ops.checks import (
+    MAX_EXTENT,
     check_choice,
     check_flag,
     check_floating,
     check_int,
-    check_offset,
     check_probability,
     check_real,
+    check_stream_args,
     check_tensor,
+    check_training,
 )
 
 __all__ = ["BORDERS", "NORMALIZE", "check_drop_block_args", "drop_block2d", "drop_block3d",
@@ -29,7 +33,7 @@ def check_drop_block_args(p, block_size, eps, normalize, border, per_channel, no
     """Every DropBlock argument, checked once (by the functional and by the modules)."""
     return (
         check_probability(p, op=op, what="drop probability"),
-        check_int(block_size, "block_size", op=op, minimum=1),
+        check_int(block_size, "block_size", op=op, minimum=1, maximum=MAX_EXTENT),
         check_real(eps, "eps", op=op, low=0.0, low_open=True),
         check_choice(normalize, "normalize", NORMALIZE, op=op),
         check_choice(border, "border", BORDERS, op=op),
@@ -51,8 +55,23 @@ def drop_block_gamma(p: float, block_size: int | list[int], spatial: tuple[int, 
     r"""The seed rate of the paper: :math:`\gamma = p \prod_d S_d / (\prod_d k_d (S_d - k_d + 1))`
     (for 2-D with one side ``bs``: :math:`(1-keep)\,W H / (bs^2 (W-bs+1)(H-bs+1))`); ``block_size``
     is one side for every dimension or one per dimension, each in ``[1, S_d]`` (the ops clip
-    ``block_size`` to the map first). Since :math:`k (S - k + 1) \ge S`, :math:`\gamma \le p`."""
-    sizes = [block_size] * len(spatial) if isinstance(block_size, int) else list(block_size)
+    ``block_size`` to the map first). Since :math:`k (S - k + 1) \ge S`, :math:`\gamma \le p`.
+    ``p`` is a drop probability in [0, 1] and ``spatial`` one or more sizes >= 1; anything else
+    raises (``TypeError`` for a wrong type, ``ValueError`` for a wrong value)."""
+    op = "drop_block_gamma"
+    p = check_probability(p, op=op, what="drop_block_gamma: p")
+    if isinstance(spatial, (str, bytes, torch.Tensor)) or not isinstance(spatial, Sequence):
+        raise TypeError(
+            f"{op}: spatial must be a sequence of integers, got {type(spatial).__name__} "
+            f"{spatial!r}"
+        )
+    if not spatial:
+        raise ValueError(f"{op}: spatial must hold at least one size, got {spatial!r}")
+    spatial = [check_int(s, "spatial", op=op, minimum=1, maximum=MAX_EXTENT) for s in spatial]
+    if isinstance(block_size, (str, bytes, torch.Tensor)) or not isinstance(block_size, Sequence):
+        sizes = [check_int(block_size, "block_size", op=op)] * len(spatial)
+    else:
+        sizes = [check_int(k, "block_size", op=op) for k in block_size]
     if len(sizes) != len(spatial) or any(not 1 <= k <= s for k, s in zip(sizes, spatial)):
         raise ValueError(
             f"drop_block_gamma: block_size {block_size!r} must lie in [1, S] for every spatial "
@@ -72,7 +91,9 @@ def _drop_block(input, p, block_size, inplace, eps, training, per_channel, norma
     p, block_size, eps, normalize, border, per_channel, noise = check_drop_block_args(
         p, block_size, eps, normalize, border, per_channel, noise, op
     )
-    check_offset(offset)
+    check_flag(inplace, "inplace", op=op)
+    check_training(training, op)
+    check_stream_args(generator, seed, offset)
     if not _state.is_stochastic(training) or p == 0.0:
         return input
     check_floating(input, op)

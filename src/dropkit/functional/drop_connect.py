@@ -13,16 +13,20 @@ from dropkit.functional._common import check_mode, keep_scale
 from dropkit.ops import overridable, resolve_stream
 from dropkit.ops.checks import (
     check_choice,
-    check_floating,
+    check_conv2d_shapes,
+    check_drop_connect_tensors,
+    check_flag,
     check_int,
-    check_offset,
     check_probability,
-    check_tensor,
+    check_stream_args,
+    check_training,
 )
 
 __all__ = ["drop_connect_conv2d", "drop_connect_linear"]
 
 INFERENCE = ("weight_scaling", "moment_matching")
+#: The most Gaussian draws per unit of moment matching (``samples`` sizes a loop of draws).
+MAX_SAMPLES = 2**20
 # Temporary elements per chunk: per-sample masked weights (samples x out x in) and the Gaussian
 # draws of moment matching (rows x samples x units) are formed at most this many at a time.
 _CHUNK_BUDGET = 1 << 22
@@ -30,7 +34,7 @@ _CHUNK_BUDGET = 1 << 22
 
 def check_inference(inference: str, samples: int, activation, op: str = "drop_connect") -> int:
     check_choice(inference, "inference", INFERENCE, op=op)
-    samples = check_int(samples, "samples", op=op, minimum=1)
+    samples = check_int(samples, "samples", op=op, minimum=1, maximum=MAX_SAMPLES)
     if activation is not None and not callable(activation):
         raise TypeError(
             f"{op}: activation must be callable or None, got {type(activation).__name__}"
@@ -38,16 +42,15 @@ def check_inference(inference: str, samples: int, activation, op: str = "drop_co
     return samples
 
 
-def _check(input, weight, p, mode, inference, samples, activation, offset, op):
-    check_tensor(input, op)
-    check_tensor(weight, op, "weight", 2)
-    check_floating(input, op)
-    if weight.dtype != input.dtype:
-        raise TypeError(f"{op}: weight must have input's dtype {input.dtype}, got {weight.dtype}")
+def _check(input, weight, bias, p, training, per_sample, mode, inference, samples, activation,
+           generator, seed, offset, op):  # fmt: skip
+    check_drop_connect_tensors(input, weight, bias, op)
     p = check_probability(p, op=op)
+    check_training(training, op)
+    check_flag(per_sample, "per_sample", op=op)
     check_mode(mode, op)
     check_inference(inference, samples, activation, op)
-    check_offset(offset)
+    check_stream_args(generator, seed, offset)
     return p
 
 
@@ -142,8 +145,8 @@ def drop_connect_linear(
     ``"weight_scaling"`` and inverted mode) the result equals ``torch.nn.functional.linear`` bit for
     bit.
     """
-    p = _check(input, weight, p, mode, inference, samples, activation, offset,
-               "drop_connect_linear")  # fmt: skip
+    p = _check(input, weight, bias, p, training, per_sample, mode, inference, samples, activation,
+               generator, seed, offset, "drop_connect_linear")  # fmt: skip
     act = activation if activation is not None else (lambda t: t)
     if _state.is_stochastic(training) and p > 0.0:
         scale, threshold = keep_scale(p, mode), rng.keep_threshold(p)
@@ -251,8 +254,11 @@ def drop_connect_conv2d(
     ``groups`` as ``torch.nn.functional.conv2d``; input ``(N, C, H, W)`` or ``(C, H, W)``. With
     ``p = 0`` the result equals ``torch.nn.functional.conv2d`` bit for bit.
     """
-    p = _check(input, weight, p, mode, inference, samples, activation, offset,
-               "drop_connect_conv2d")  # fmt: skip
+    p = _check(input, weight, bias, p, training, per_sample, mode, inference, samples, activation,
+               generator, seed, offset, "drop_connect_conv2d")  # fmt: skip
+    stride, padding, dilation, groups = check_conv2d_shapes(
+        input, weight, stride, padding, dilation, groups
+    )
     if input.dim() not in (3, 4) or weight.dim() != 4:
         raise ValueError(
             f"drop_connect_conv2d expects (N, C, H, W) or (C, H, W) input and a 4-D weight, "

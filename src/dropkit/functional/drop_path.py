@@ -7,25 +7,31 @@ import torch
 from dropkit import _state, rng
 from dropkit.ops import overridable, resolve_stream
 from dropkit.ops.checks import (
+    check_flag,
     check_floating,
     check_int,
-    check_offset,
     check_probability,
+    check_stream_args,
     check_tensor,
+    check_training,
 )
 
 __all__ = ["check_drop_path_args", "drop_path", "linear_decay_rates", "stochastic_depth"]
 
 MODES = ("batch", "row")
+#: The most layers :func:`linear_decay_rates` makes rates for (it returns a list of that length).
+MAX_LAYERS = 2**20
+_NO_MODE = object()
 
 
-def check_drop_path_args(p, name: str, op: str, mode: str | None = None) -> float:
-    """The drop probability of :func:`drop_path` / :func:`stochastic_depth` (and its ``mode``):
-    named ``drop_prob`` (timm's name) or "drop probability" (torchvision's message)."""
+def check_drop_path_args(p, name: str, op: str, mode=_NO_MODE) -> float:
+    """The drop probability of :func:`drop_path` / :func:`stochastic_depth` (and, when passed,
+    its ``mode``, ``None`` included): named ``drop_prob`` (timm's name) or "drop probability"
+    (torchvision's message)."""
     p = check_probability(p, name, op=op, what="drop probability" if name == "p" else name)
-    if mode is not None and mode not in MODES:
-        # torchvision's wording
-        raise ValueError(f"mode has to be either 'batch' or 'row', but got {mode}")
+    if mode is not _NO_MODE and not (isinstance(mode, str) and mode in MODES):
+        # torchvision's wording and type (a ValueError for any other value, None included)
+        raise ValueError(f"mode has to be either 'batch' or 'row', but got {mode!r}")
     return p
 
 
@@ -64,7 +70,12 @@ def stochastic_depth(
     """
     check_tensor(input, "stochastic_depth")
     p = check_drop_path_args(p, "p", "stochastic_depth", mode)
-    check_offset(offset)
+    check_training(training, "stochastic_depth")
+    if input.dim() == 0 and p > 0.0 and _state.is_stochastic(training):
+        raise ValueError(
+            "stochastic_depth: input must have a batch dimension (N, ...), got a 0-d tensor"
+        )
+    check_stream_args(generator, seed, offset)
     if not _state.is_stochastic(training) or p == 0.0 or input.numel() == 0:
         return input
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
@@ -96,7 +107,9 @@ def drop_path(
     """
     check_tensor(x, "drop_path", "x")
     p = check_drop_path_args(drop_prob, "drop_prob", "drop_path")
-    check_offset(offset)
+    check_training(training, "drop_path")
+    check_flag(scale_by_keep, "scale_by_keep", op="drop_path")
+    check_stream_args(generator, seed, offset)
     if not _state.is_stochastic(training) or p == 0.0 or x.numel() == 0:
         return x
     keep = 1.0 - p
@@ -109,8 +122,10 @@ def linear_decay_rates(p_last: float, num_layers: int) -> list[float]:
 
     The paper writes it for survival probabilities, :math:`p_l = 1 - \frac{l}{L}(1 - p_L)`; in
     drop probabilities this is ``l / L * p_last`` (the paper uses ``p_last = 0.5``). Returns the
-    ``L`` drop rates of residual blocks ``1 .. L`` (input side first).
+    ``L`` drop rates of residual blocks ``1 .. L`` (input side first); ``num_layers`` is an
+    integer in ``[1, 2**20]`` (it sizes the list).
     """
     p_last = check_probability(p_last, "p_last", op="linear_decay_rates", what="p_last")
-    num_layers = check_int(num_layers, "num_layers", op="linear_decay_rates", minimum=1)
+    num_layers = check_int(num_layers, "num_layers", op="linear_decay_rates", minimum=1,
+                           maximum=MAX_LAYERS)  # fmt: skip
     return [layer / num_layers * p_last for layer in range(1, num_layers + 1)]

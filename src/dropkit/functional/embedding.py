@@ -7,7 +7,14 @@ import torch.nn.functional as F
 
 from dropkit import _state, rng
 from dropkit.ops import EMBEDDING, overridable, resolve_stream
-from dropkit.ops.checks import check_offset, check_probability, check_tensor
+from dropkit.ops.checks import (
+    check_embedding_args,
+    check_ids,
+    check_probability,
+    check_stream_args,
+    check_tensor,
+    check_training,
+)
 
 __all__ = ["embedding_dropout"]
 
@@ -56,10 +63,16 @@ def embedding_dropout(
             f"embedding_dropout: weight must be 2D (num_embeddings, embedding_dim), "
             f"got shape {tuple(weight.shape)}"
         )
-    if input.dtype.is_floating_point or input.dtype == torch.bool:
+    if input.dtype.is_floating_point or input.dtype == torch.bool or input.dtype.is_complex:
         raise TypeError(f"embedding_dropout: input must hold integer ids, got {input.dtype}")
     p = check_probability(p, op="embedding_dropout")
-    check_offset(offset)
+    check_training(training, "embedding_dropout")
+    padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse = check_embedding_args(
+        weight.shape[0], padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
+        op="embedding_dropout",
+    )  # fmt: skip
+    check_ids(input, weight.shape[0], "embedding_dropout")
+    check_stream_args(generator, seed, offset)
     out = F.embedding(input, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse)
     if not _state.is_stochastic(training) or p == 0.0 or input.numel() == 0:
         return out

@@ -8,7 +8,14 @@ import torch
 
 from dropkit import _state
 from dropkit.ops import NORMAL_NOISE, overridable, resolve_stream
-from dropkit.ops.checks import check_floating, check_offset, check_probability, check_tensor
+from dropkit.ops.checks import (
+    check_flag,
+    check_floating,
+    check_probability,
+    check_stream_args,
+    check_tensor,
+    check_training,
+)
 
 __all__ = ["check_gaussian_p", "gaussian_dropout"]
 
@@ -49,7 +56,9 @@ def gaussian_dropout(
     """
     check_tensor(input, "gaussian_dropout")
     p = check_gaussian_p(p)
-    check_offset(offset)
+    check_training(training, "gaussian_dropout")
+    check_flag(inplace, "inplace", op="gaussian_dropout")
+    check_stream_args(generator, seed, offset)
     if not _state.is_stochastic(training) or p == 0.0:
         return input
     check_floating(input, "gaussian_dropout")

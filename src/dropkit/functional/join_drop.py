@@ -8,7 +8,15 @@ import torch
 
 from dropkit import _state, rng
 from dropkit.ops import BRANCHES, overridable, resolve_stream
-from dropkit.ops.checks import check_choice, check_offset, check_probability, check_tensors
+from dropkit.ops.checks import (
+    check_choice,
+    check_floating,
+    check_int,
+    check_probability,
+    check_stream_args,
+    check_tensors,
+    check_training,
+)
 
 __all__ = ["drop_branches"]
 
@@ -50,15 +58,21 @@ def drop_branches(
             f"drop_branches: all branches must have one shape, got "
             f"{[tuple(b.shape) for b in branches]}"
         )
+    if any(b.dtype != branches[0].dtype or b.device != branches[0].device for b in branches):
+        raise TypeError(
+            f"drop_branches: all branches must have one dtype and device, got "
+            f"{[(b.dtype, str(b.device)) for b in branches]}"
+        )
+    check_floating(branches[0], "drop_branches", "branches[0]")
+    if branches[0].dim() == 0:
+        raise ValueError("drop_branches: branches must have a batch dimension (N, ...), got 0-d")
     check_choice(mode, "mode", ("local", "global"), op="drop_branches")
     k = len(branches)
-    if column is not None and (isinstance(column, bool) or not isinstance(column, int)
-                               or not 0 <= column < k):  # fmt: skip
-        raise ValueError(
-            f"drop_branches: column must be an integer in [0, {k - 1}], got {column!r}"
-        )
+    if column is not None:
+        column = check_int(column, "column", op="drop_branches", minimum=0, maximum=k - 1)
     p = check_probability(p, op="drop_branches")
-    check_offset(offset)
+    check_training(training, "drop_branches")
+    check_stream_args(generator, seed, offset)
     if mode == "global" and _state.is_stochastic(training):
         if column is None:
             raise ValueError("drop_branches: mode='global' needs the kept column")

@@ -6,7 +6,7 @@ import torch
 
 from dropkit.functional._common import keep_dropout
 from dropkit.ops import overridable
-from dropkit.ops.checks import check_flag, check_tensor
+from dropkit.ops.checks import check_flag, check_tensor, check_training
 
 __all__ = ["locked_dropout"]
 
@@ -42,6 +42,7 @@ def locked_dropout(
     """
     check_tensor(input, "locked_dropout")
     check_flag(batch_first, "batch_first", op="locked_dropout")
+    check_training(training, "locked_dropout")
     if input.dim() != 3:
         raise ValueError(
             "locked_dropout expects a 3D input (T, N, C) or (N, T, C) with batch_first, "

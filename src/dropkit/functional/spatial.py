@@ -25,7 +25,7 @@ import torch
 from dropkit import _state
 from dropkit.functional._common import keep_dropout
 from dropkit.ops import overridable
-from dropkit.ops.checks import check_flag, check_probability, check_tensor
+from dropkit.ops.checks import check_flag, check_probability, check_tensor, check_training
 
 __all__ = ["dropout1d", "dropout2d", "dropout3d"]
 
@@ -38,6 +38,7 @@ def _channel_dropout(input, p, training, inplace, batched, channels_last, mode, 
     """Torch's ``feature_dropout`` on ``input`` (with a leading batch of one added when not
     ``batched``): the mask varies over the batch and channel dimensions only."""
     p = check_probability(p, op=op)
+    check_training(training, op)
     check_flag(channels_last, "channels_last", op=op)
     dims = input.dim()
     if dims + (0 if batched else 1) < 2:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from dropkit.functional._common import check_mode
-from dropkit.ops.checks import check_generator, check_probability, check_seed
+from dropkit.ops.checks import check_flag, check_probability, check_random
 
 __all__ = ["DropoutBase", "RandomMixin", "StochasticModule"]
 
@@ -21,10 +21,7 @@ class RandomMixin:
     """
 
     def _init_random(self, generator, seed) -> None:
-        if generator is not None and seed is not None:
-            raise ValueError("pass either seed or generator, not both")
-        self.generator = check_generator(generator)
-        self.seed = None if seed is None else check_seed(seed)
+        self.generator, self.seed = check_random(generator, seed)
 
     def _random_kwargs(self) -> dict:
         return {"generator": self.generator, "seed": self.seed}
@@ -68,7 +65,7 @@ class DropoutBase(StochasticModule):
     ) -> None:
         super().__init__(generator=generator, seed=seed)
         self.p = check_probability(p, op=type(self).__name__)
-        self.inplace = bool(inplace)
+        self.inplace = check_flag(inplace, "inplace", op=type(self).__name__)
         self.mode = check_mode(mode, type(self).__name__)
 
     def extra_repr(self) -> str:

@@ -6,7 +6,7 @@ import torch
 
 from dropkit import functional as F
 from dropkit.nn._base import StochasticModule
-from dropkit.ops.checks import check_probability
+from dropkit.ops.checks import check_flag, check_probability
 
 __all__ = ["AlphaDropout", "FeatureAlphaDropout"]
 
@@ -30,7 +30,7 @@ class AlphaDropout(StochasticModule):
     ) -> None:
         super().__init__(generator=generator, seed=seed)
         self.p = check_probability(p, op=type(self).__name__)
-        self.inplace = bool(inplace)
+        self.inplace = check_flag(inplace, "inplace", op=type(self).__name__)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         fn = F.feature_alpha_dropout if self._feature else F.alpha_dropout

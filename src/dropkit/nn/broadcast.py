@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from dropkit import functional as F
+from dropkit.functional.broadcast import check_noise_shape
 from dropkit.nn._base import DropoutBase
 
 __all__ = ["BroadcastDropout"]
@@ -33,14 +34,7 @@ class BroadcastDropout(DropoutBase):
         seed: int | None = None,
     ) -> None:
         super().__init__(p, inplace, mode=mode, generator=generator, seed=seed)
-        if isinstance(noise_shape, (str, bytes)) or not isinstance(noise_shape, Sequence):
-            raise TypeError(
-                f"noise_shape must be a sequence of None or ints, got {type(noise_shape).__name__}"
-            )
-        for n in noise_shape:
-            if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-                raise ValueError(f"noise_shape entries must be None or integers >= 1, got {n!r}")
-        self.noise_shape = tuple(noise_shape)
+        self.noise_shape = check_noise_shape(noise_shape, "BroadcastDropout")
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return F.broadcast_dropout(

@@ -33,7 +33,7 @@ class Cutout(StochasticModule):
         seed: int | None = None,
     ) -> None:
         super().__init__(generator=generator, seed=seed)
-        self.size, self.n_holes, self.fill = check_cutout_args(size, n_holes, fill)
+        self.size, self.n_holes, self.fill = check_cutout_args(size, n_holes, fill, "Cutout")
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return F.cutout(

@@ -8,7 +8,7 @@ from torch import nn
 from dropkit import functional as F
 from dropkit.functional.drop_block import check_drop_block_args
 from dropkit.nn._base import StochasticModule
-from dropkit.ops.checks import check_int, check_probability
+from dropkit.ops.checks import check_flag, check_int, check_module, check_probability
 
 __all__ = ["DropBlock2d", "DropBlock3d", "DropBlockSchedule", "LinearSchedule"]
 
@@ -44,7 +44,7 @@ class DropBlock2d(StochasticModule):
         (self.p, self.block_size, self.eps, self.normalize, self.border, self.per_channel,
          self.noise) = check_drop_block_args(p, block_size, eps, normalize, border, per_channel,
                                              noise, type(self).__name__)  # fmt: skip
-        self.inplace = bool(inplace)
+        self.inplace = check_flag(inplace, "inplace", op=type(self).__name__)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return self._functional(
@@ -101,8 +101,13 @@ class DropBlockSchedule(nn.Module):
         start = check_probability(start, "start", op=op, what="start")
         stop = check_probability(stop, "stop", op=op, what="stop")
         steps = check_int(steps, "steps", op=op, minimum=1)
-        if not isinstance(module, nn.Module) or not hasattr(module, attribute):
-            raise ValueError(f"{type(module).__name__} has no attribute {attribute!r} to schedule")
+        check_module(module, "module", op=op)
+        if not isinstance(attribute, str):
+            raise TypeError(f"{op}: attribute must be a str, got {type(attribute).__name__}")
+        if not hasattr(module, attribute):
+            raise ValueError(
+                f"{op}: module {type(module).__name__} has no attribute {attribute!r} to schedule"
+            )
         object.__setattr__(self, "target", module)
         self.start, self.stop, self.steps, self.attribute = start, stop, steps, attribute
         self.register_buffer("step_count", torch.zeros((), dtype=torch.int64))

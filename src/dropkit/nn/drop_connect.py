@@ -11,7 +11,15 @@ from dropkit import functional as F
 from dropkit.functional._common import check_mode
 from dropkit.functional.drop_connect import check_inference
 from dropkit.nn._base import RandomMixin
-from dropkit.ops.checks import check_probability
+from dropkit.ops.checks import (
+    MAX_EXTENT,
+    check_choice,
+    check_conv2d_args,
+    check_flag,
+    check_int,
+    check_pair,
+    check_probability,
+)
 
 __all__ = ["DropConnectConv2d", "DropConnectLinear"]
 
@@ -79,6 +87,11 @@ class DropConnectLinear(_DropConnectMixin, nn.Linear):
         device=None,
         dtype=None,
     ) -> None:
+        op = type(self).__name__
+        check_int(in_features, "in_features", op=op, minimum=0, maximum=MAX_EXTENT)
+        check_int(out_features, "out_features", op=op, minimum=0, maximum=MAX_EXTENT)
+        check_flag(bias, "bias", op=op)
+        check_flag(per_sample, "per_sample", op=op)
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self._init_drop_connect(p, mode, inference, samples, activation, generator, seed)
         self.per_sample = bool(per_sample)
@@ -143,6 +156,20 @@ class DropConnectConv2d(_DropConnectMixin, nn.Conv2d):
         device=None,
         dtype=None,
     ) -> None:
+        op = type(self).__name__
+        check_int(in_channels, "in_channels", op=op, minimum=1, maximum=MAX_EXTENT)
+        check_int(out_channels, "out_channels", op=op, minimum=1, maximum=MAX_EXTENT)
+        check_pair(kernel_size, "kernel_size", op=op, minimum=1)
+        groups = check_conv2d_args(stride, padding, dilation, groups, op=op)[3]
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"{op}: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
+                f"divisible by groups, got groups={groups}"
+            )
+        check_flag(bias, "bias", op=op)
+        check_choice(padding_mode, "padding_mode", ("zeros", "reflect", "replicate", "circular"),
+                     op=op)  # fmt: skip
+        check_flag(per_sample, "per_sample", op=op)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
                          bias, padding_mode, device=device, dtype=dtype)  # fmt: skip
         self._init_drop_connect(p, mode, inference, samples, activation, generator, seed)

@@ -7,6 +7,7 @@ import torch
 from dropkit import functional as F
 from dropkit.functional.drop_path import check_drop_path_args
 from dropkit.nn._base import StochasticModule
+from dropkit.ops.checks import check_flag
 
 __all__ = ["DropPath", "StochasticDepth"]
 
@@ -49,7 +50,7 @@ class DropPath(StochasticModule):
     ) -> None:
         super().__init__(generator=generator, seed=seed)
         self.drop_prob = check_drop_path_args(drop_prob, "drop_prob", "DropPath")
-        self.scale_by_keep = bool(scale_by_keep)
+        self.scale_by_keep = check_flag(scale_by_keep, "scale_by_keep", op="DropPath")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.drop_path(

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
 from dropkit import functional as F
 from dropkit.nn._base import RandomMixin
-from dropkit.ops.checks import check_probability
+from dropkit.ops.checks import MAX_EXTENT, check_embedding_args, check_int, check_probability
 
 __all__ = ["EmbeddingDropout"]
+
+_EMBEDDING_SIGNATURE = inspect.signature(nn.Embedding.__init__)
+_EMBEDDING_DEFAULTS = {
+    name: parameter.default for name, parameter in _EMBEDDING_SIGNATURE.parameters.items()
+}
 
 
 class EmbeddingDropout(RandomMixin, nn.Embedding):
@@ -22,6 +29,14 @@ class EmbeddingDropout(RandomMixin, nn.Embedding):
     def __init__(self, num_embeddings: int, embedding_dim: int, *args, p: float = 0.1,
                  generator: torch.Generator | None = None, seed: int | None = None,
                  **kwargs) -> None:  # fmt: skip
+        op = "EmbeddingDropout"
+        check_int(num_embeddings, "num_embeddings", op=op, minimum=1, maximum=MAX_EXTENT)
+        check_int(embedding_dim, "embedding_dim", op=op, minimum=0, maximum=MAX_EXTENT)
+        bound = _EMBEDDING_SIGNATURE.bind(None, num_embeddings, embedding_dim, *args, **kwargs)
+        options = {**_EMBEDDING_DEFAULTS, **bound.arguments}
+        check_embedding_args(num_embeddings, options["padding_idx"], options["max_norm"],
+                             options["norm_type"], options["scale_grad_by_freq"],
+                             options["sparse"], op=op)  # fmt: skip
         super().__init__(num_embeddings, embedding_dim, *args, **kwargs)
         self.p = check_probability(p, op="EmbeddingDropout")
         self._init_random(generator, seed)

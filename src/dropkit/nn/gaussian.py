@@ -7,6 +7,7 @@ import torch
 from dropkit import functional as F
 from dropkit.functional.gaussian import check_gaussian_p
 from dropkit.nn._base import StochasticModule
+from dropkit.ops.checks import check_flag
 
 __all__ = ["GaussianDropout"]
 
@@ -28,7 +29,7 @@ class GaussianDropout(StochasticModule):
     ) -> None:
         super().__init__(generator=generator, seed=seed)
         self.p = check_gaussian_p(p)
-        self.inplace = bool(inplace)
+        self.inplace = check_flag(inplace, "inplace", op="GaussianDropout")
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return F.gaussian_dropout(

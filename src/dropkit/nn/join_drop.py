@@ -11,7 +11,13 @@ from dropkit import _state, rng
 from dropkit import functional as F
 from dropkit.nn._base import StochasticModule
 from dropkit.ops import resolve_stream
-from dropkit.ops.checks import check_int, check_probability
+from dropkit.ops.checks import (
+    check_branches,
+    check_index_list,
+    check_int,
+    check_module,
+    check_probability,
+)
 
 __all__ = ["FractalDropPath", "JoinDrop"]
 
@@ -69,6 +75,7 @@ class FractalDropPath(StochasticModule):
     def attach(self, model: nn.Module) -> torch.utils.hooks.RemovableHandle:
         """Draw a fresh batch policy before every forward of ``model`` that samples (training, or
         inside :func:`dropkit.mc.stochastic`); returns the hook handle."""
+        check_module(model, "model", op="FractalDropPath.attach")
 
         def hook(module: nn.Module, args) -> None:
             if _state.is_stochastic(module.training):
@@ -103,15 +110,12 @@ class JoinDrop(nn.Module):
         super().__init__()
         if not isinstance(policy, FractalDropPath):
             raise TypeError(f"policy must be a FractalDropPath, got {type(policy).__name__}")
-        columns = list(columns)
-        if not columns or len(set(columns)) != len(columns):
-            raise ValueError(f"columns must be distinct column indices, got {columns}")
-        if any(not 0 <= c < policy.num_columns for c in columns):
-            raise ValueError(f"columns must lie in [0, {policy.num_columns - 1}], got {columns}")
+        columns = check_index_list(columns, "columns", op="JoinDrop", bound=policy.num_columns)
         object.__setattr__(self, "policy", policy)  # shared, not a child of every join
         self.columns = columns
 
     def forward(self, branches: Sequence[torch.Tensor]) -> torch.Tensor:
+        check_branches(branches, "JoinDrop")
         if len(branches) != len(self.columns):
             raise ValueError(f"expected {len(self.columns)} branches, got {len(branches)}")
         policy = self.policy

@@ -6,6 +6,7 @@ import torch
 
 from dropkit import functional as F
 from dropkit.nn._base import DropoutBase
+from dropkit.ops.checks import check_flag
 
 __all__ = ["LockedDropout"]
 
@@ -27,9 +28,7 @@ class LockedDropout(DropoutBase):
         seed: int | None = None,
     ) -> None:
         super().__init__(p, inplace, mode=mode, generator=generator, seed=seed)
-        if not isinstance(batch_first, bool):
-            raise TypeError(f"batch_first must be a bool, got {batch_first!r}")
-        self.batch_first = batch_first
+        self.batch_first = check_flag(batch_first, "batch_first", op="LockedDropout")
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return F.locked_dropout(

@@ -6,6 +6,7 @@ import torch
 
 from dropkit import functional as F
 from dropkit.nn._base import DropoutBase
+from dropkit.ops.checks import check_flag
 
 __all__ = ["Dropout1d", "Dropout2d", "Dropout3d"]
 
@@ -24,9 +25,7 @@ class _ChannelDropout(DropoutBase):
         seed: int | None = None,
     ) -> None:
         super().__init__(p, inplace, mode=mode, generator=generator, seed=seed)
-        if not isinstance(channels_last, bool):
-            raise TypeError(f"channels_last must be a bool, got {channels_last!r}")
-        self.channels_last = channels_last
+        self.channels_last = check_flag(channels_last, "channels_last", op=type(self).__name__)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return self._functional(
