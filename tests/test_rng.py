@@ -209,7 +209,7 @@ def test_seed_draws_follow_the_generator_as_random_does():
     generator = torch.Generator().manual_seed(11)
     expected_gen = torch.Generator().manual_seed(11)
     for _ in range(3):
-        drawn = rng.draw_seed_tensor(generator)
+        drawn = rng.draw_seed_tensor(generator=generator)
         expected = torch.empty((), dtype=torch.int64).random_(
             -(2**63), 2**63 - 1, generator=expected_gen
         )

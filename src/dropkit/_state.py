@@ -89,6 +89,9 @@ _stream: contextvars.ContextVar[SampleStream | None] = contextvars.ContextVar(
     "dropkit_sample_stream", default=None
 )
 _last_stream: SampleStream | None = None  # process-wide mirror for torch.compile
+# How many threads/contexts have a sample stream installed: while 0, no call needs to look one up
+# (the functionals' common path reads this plain int instead of the context variable).
+active_streams = 0
 
 
 def sample_stream() -> SampleStream | None:
@@ -101,8 +104,11 @@ def sample_stream() -> SampleStream | None:
 def set_sample_stream(stream: SampleStream | None) -> SampleStream | None:
     """Install ``stream`` (or clear with None) in the calling thread/context; returns the previous
     one for restoring."""
-    global _last_stream
+    global _last_stream, active_streams
     previous = _stream.get()
     _stream.set(stream)
     _last_stream = stream
+    if (previous is None) != (stream is None):
+        with _lock:
+            active_streams += 1 if previous is None else -1
     return previous

@@ -22,6 +22,7 @@ generator), so ``torch.manual_seed`` makes every dropkit op reproducible.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import threading
@@ -247,13 +248,12 @@ def normal(
     return z.to(dtype).reshape(tuple(shape))
 
 
-def draw_seed_tensor(generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw one 64-bit seed from ``generator`` (default: the default CPU generator) as a new 0-d
-    int64 CPU tensor (what a traced graph records); one draw consumes the generator exactly as
-    :func:`draw_seed` does."""
-    # randint draws as empty(()).random_(low, high) does (same value, same generator step), in
-    # one call instead of two.
-    return torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64, generator=generator)
+#: ``draw_seed_tensor(generator=None)``: draw one 64-bit seed from ``generator`` (default: the
+#: default CPU generator) as a new 0-d int64 CPU tensor (what a traced graph records); one draw
+#: consumes the generator exactly as :func:`draw_seed` does. ``torch.randint`` draws as
+#: ``empty(()).random_(low, high)`` does (same value, same generator step); bound with
+#: ``functools.partial``, a C callable, so a functional's draw enters no Python function.
+draw_seed_tensor = functools.partial(torch.randint, -(2**63), 2**63 - 1, (), dtype=torch.int64)
 
 
 # One 0-d buffer per thread for draw_seed: a draw then allocates nothing (concurrent threads

@@ -1,6 +1,7 @@
 """dropkit.functional.dropout: semantics, modes, dtypes, errors, autograd, compile."""
 
 import math
+import sys
 
 import pytest
 import torch
@@ -283,3 +284,22 @@ def test_two_dropouts_in_one_compiled_graph_draw_distinct_masks():
     eager_a, eager_b = two(x)
     assert not torch.equal(a, b)
     assert torch.equal(a, eager_a) and torch.equal(b, eager_b)
+
+
+def test_one_eager_call_enters_at_most_six_python_functions():
+    """The call's plumbing stays thin: its checks, its seed draw and one operator call (torch's
+    own F.dropout enters two)."""
+    x = torch.randn(100, 800)
+    dropout(x, 0.5)  # first-call work (imports, caches) is not what is counted
+    entered = []
+
+    def profile(frame, event, arg):
+        if event == "call":
+            entered.append(f"{frame.f_code.co_filename}:{frame.f_code.co_name}")
+
+    sys.setprofile(profile)
+    try:
+        dropout(x, 0.5)
+    finally:
+        sys.setprofile(None)
+    assert len(entered) <= 6, entered

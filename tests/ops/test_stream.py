@@ -40,14 +40,14 @@ def test_draw_seed_is_draw_seed_tensor_and_survives_inference_mode():
     generator, twin = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     with torch.inference_mode():
         first = rng.draw_seed(generator)  # a first draw here must not make the buffer unwritable
-    assert first == int(rng.draw_seed_tensor(twin))
+    assert first == int(rng.draw_seed_tensor(generator=twin))
     for _ in range(3):
-        assert rng.draw_seed(generator) == int(rng.draw_seed_tensor(twin))
+        assert rng.draw_seed(generator) == int(rng.draw_seed_tensor(generator=twin))
     assert torch.equal(generator.get_state(), twin.get_state())
 
 
 def test_threads_drawing_at_once_each_get_their_own_seed():
-    expected = [int(rng.draw_seed_tensor(torch.Generator().manual_seed(s))) for s in range(8)]
+    expected = [int(rng.draw_seed_tensor(generator=torch.Generator().manual_seed(s))) for s in range(8)]
     results: dict[int, list[int]] = {}
     barrier = threading.Barrier(8)
 
@@ -64,4 +64,4 @@ def test_threads_drawing_at_once_each_get_their_own_seed():
     assert [results[s][0] for s in range(8)] == expected
     for s in range(8):
         twin = torch.Generator().manual_seed(s)
-        assert results[s] == [int(rng.draw_seed_tensor(twin)) for _ in range(200)]
+        assert results[s] == [int(rng.draw_seed_tensor(generator=twin)) for _ in range(200)]

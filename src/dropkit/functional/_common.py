@@ -10,9 +10,12 @@ from dropkit import _state, rng
 from dropkit.ops import resolve_stream
 from dropkit.ops.checks import (
     check_choice,
+    check_flag,
     check_floating,
-    check_offset,
     check_probability,
+    check_stream_args,
+    check_tensor,
+    check_training,
 )
 
 MODES = ("inverted", "classic")
@@ -52,17 +55,40 @@ def keep_inplace(input, seed, offset, threshold, scale, mask_shape) -> torch.Ten
 
 
 def keep_dropout(input, p, training, inplace, mask_shape, mode, generator, seed, offset, op):
-    """Dropout with a mask over ``mask_shape`` (checked by the caller) broadcast over ``input``:
-    the checks and the one operator call of every keep-and-scale method."""
-    p = check_probability(p, op=op)
-    check_mode(mode, op)
-    check_offset(offset)
-    if not _state.is_stochastic(training):
+    """Dropout with a mask over ``mask_shape`` (``None``: ``input``'s shape; else checked by the
+    caller) broadcast over ``input``: the checks and the one operator call of every keep-and-scale
+    method.
+
+    The common call (a plain dense tensor, a float ``p`` in [0, 1], bool flags, the default mode
+    and stream, no Monte-Carlo sample stream anywhere) is recognised by inline tests that only
+    ever accept; every other value goes through its check in :mod:`dropkit.ops.checks`, the one
+    place that decides what is valid. One eager call so enters six Python functions.
+    """
+    if type(input) is not torch.Tensor or input.layout != torch.strided or input.is_quantized:
+        check_tensor(input, op)
+    if type(p) is not float or not 0.0 <= p <= 1.0:
+        p = check_probability(p, op=op)
+    if type(training) is not bool:
+        check_training(training, op)
+    if type(inplace) is not bool:
+        check_flag(inplace, "inplace", op=op)
+    if mode != "inverted":
+        check_mode(mode, op)
+    default_stream = generator is None and seed is None and type(offset) is int and offset == 0
+    if not default_stream:
+        check_stream_args(generator, seed, offset)
+    if not training and not _state.is_stochastic(training):
         return eval_output(input, p, mode, inplace)
-    check_floating(input, op)
+    if not input.dtype.is_floating_point:
+        check_floating(input, op)
     if p == 0.0 or input.numel() == 0:
         return input
-    seed, offset = resolve_stream(generator, seed, offset, math.prod(mask_shape))
+    if mask_shape is None:
+        mask_shape = list(input.shape)
+    if default_stream and not _state.active_streams:
+        seed = rng.draw_seed_tensor()
+    else:
+        seed, offset = resolve_stream(generator, seed, offset, math.prod(mask_shape))
     threshold, scale = rng.keep_threshold(p), keep_scale(p, mode)
     if inplace:
         return keep_inplace(input, seed, offset, threshold, scale, mask_shape)

@@ -6,7 +6,6 @@ import torch
 
 from dropkit.functional._common import keep_dropout
 from dropkit.ops import overridable
-from dropkit.ops.checks import check_tensor
 
 __all__ = ["dropout"]
 
@@ -60,6 +59,5 @@ def dropout(
         A tensor of ``input``'s shape, dtype and layout (``input`` itself when ``inplace``, and in
         eval or ``p=0`` inverted dropout, like torch).
     """
-    check_tensor(input, "dropout")
-    return keep_dropout(input, p, training, inplace, list(input.shape), mode, generator, seed,
-                        offset, "dropout")  # fmt: skip
+    return keep_dropout(input, p, training, inplace, None, mode, generator, seed, offset,
+                        "dropout")  # fmt: skip

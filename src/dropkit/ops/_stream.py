@@ -48,7 +48,7 @@ def resolve_stream(
                 "torch.jit.trace cannot record a draw from a generator= argument (the trace would "
                 "replay one mask); trace without generator=, or use torch.compile / torch.export"
             )
-        return rng.draw_seed_tensor(generator), offset
+        return rng.draw_seed_tensor(generator=generator), offset
     stream = _state.sample_stream()
     if stream is not None:
         call_seed = rng.derive_seed(stream.base_seed, stream.calls)

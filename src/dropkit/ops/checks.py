@@ -390,11 +390,18 @@ def check_embedding_args(num_embeddings: int, padding_idx, max_norm, norm_type, 
 
 
 def check_ids(ids: torch.Tensor, num_embeddings: int, op: str) -> None:
-    """Embedding ids in ``[0, num_embeddings)``, checked on plain eager CPU tensors (elsewhere
-    reading them would synchronise or break a trace; torch's own lookup then reports them)."""
-    from dropkit.ops._route import plain_eager
-
-    if ids.numel() and ids.device.type == "cpu" and plain_eager((ids,)):
+    """Embedding ids in ``[0, num_embeddings)``, checked on plain CPU tensors outside any tracer
+    (elsewhere reading them would synchronise or break a trace; torch's own lookup then reports
+    them)."""
+    plain = (
+        type(ids) is torch.Tensor
+        and ids.device.type == "cpu"
+        and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+        and not torch._C._is_torch_function_mode_enabled()
+        and not torch._C._functorch.is_functorch_wrapped_tensor(ids)
+    )
+    if ids.numel() and plain:
         low, high = (int(v) for v in torch.aminmax(ids))
         if low < 0 or high >= num_embeddings:
             raise ValueError(
