@@ -719,6 +719,10 @@ class _Attempt:
     def _shared_build(self, folder: Path, why: str) -> bytes:
         for stale in folder.glob("build-*"):  # left by killed builds (this process holds the lock)
             shutil.rmtree(stale, ignore_errors=True)
+        for stale in (*folder.glob(".load-*"), *folder.glob(".tmp-*")):  # of killed processes
+            with contextlib.suppress(OSError):
+                if time.time() - stale.lstat().st_mtime > 3600:
+                    stale.unlink()
         work = Path(tempfile.mkdtemp(prefix="build-", dir=folder))
         try:
             try:
