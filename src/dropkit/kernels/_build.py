@@ -689,8 +689,8 @@ class _Attempt:
             if fallback:
                 raise _Failed(f"no writable cache ({error})") from None
             self.warn(
-                f"the cache folder {folder} cannot be written ({error}); building and caching "
-                f"{self.name} in {_fallback_root()} instead (set {CACHE_ENV} to a writable folder)"
+                f"the cache folder {folder} cannot be written ({error}); {self.name} is cached in "
+                f"{_fallback_root()} instead (set {CACHE_ENV} to a writable folder)"
             )
             return self.run(_fallback_root(), fallback=True)
         if isinstance(held, str):
