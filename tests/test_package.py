@@ -29,3 +29,16 @@ def test_backend_selection_errors():
     with pytest.raises(ValueError, match="backend must be one of"):
         dropkit.set_backend("cuda")
     assert dropkit.get_backend() == "auto"
+
+
+def test_the_library_imports_nothing_of_the_lab():
+    code = (
+        "import sys, dropkit, dropkit.mc, dropkit.nn, dropkit.functional; "
+        "print(sorted(m for m in sys.modules if m.startswith('dropkit')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert "dropkit_lab" not in out and "dropkit_cli" not in out
+    for name in ("engine", "data", "experiments", "report", "cli"):
+        assert f"'dropkit.{name}" not in out, out

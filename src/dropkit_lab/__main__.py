@@ -1,5 +1,5 @@
 import sys
 
-from dropkit_cli import main
+from dropkit_lab.cli import main
 
 sys.exit(main())

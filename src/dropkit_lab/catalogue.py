@@ -1,20 +1,41 @@
-"""What ``dropkit list`` and ``dropkit run --help`` show, without importing torch: each
-experiment's title, profiles, default seeds, and per profile the number of runs, their work
-(multiply-adds, :meth:`dropkit.experiments.RunSpec.work`) and their size class (``small``: the
-largest matmul of a step is below :data:`dropkit.engine.threads.SMALL_WORK`).
+"""What ``dropkit list`` and ``dropkit run --help`` show, without importing torch.
 
-The experiments themselves define these; ``tests/test_cli.py`` checks that this table matches
-them (regenerate it with the snippet in that test when an experiment changes).
+The experiments (:mod:`dropkit_lab.experiments`) are the one declaration of each experiment's
+title, profiles, default seeds and runs. ``catalogue.json`` beside this module is generated from
+them (``python -m dropkit_lab.catalogue`` rewrites it; ``tests/lab/test_cli.py`` fails, naming
+that command, when it is stale): per experiment its title and default seeds, per profile the
+number of runs at the default seeds, their work (multiply-adds,
+:meth:`dropkit_lab.experiments.RunSpec.work`) and their size class (``small``: the largest matmul
+of a step is below :data:`dropkit_lab.engine.threads.SMALL_WORK`). Nothing in it is typed by hand.
+
+Estimates divide that work by the speed the runner measured on this machine (see
+:func:`measured_speeds`), with the spread of those measurements as their uncertainty; before any
+measurement, by the speed of a reference machine, with a wide uncertainty.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import math
+import statistics
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["EXPERIMENTS", "REFERENCE_SPEED", "Entry", "estimate_seconds", "measured_speeds"]
+from dropkit_lab.environment import speed_file
+
+__all__ = [
+    "CATALOGUE",
+    "EXPERIMENTS",
+    "REFERENCE_SPEED",
+    "Entry",
+    "build",
+    "estimate",
+    "estimate_seconds",
+    "measured_speeds",
+]
+
+CATALOGUE = Path(__file__).with_name("catalogue.json")
 
 
 class Entry(NamedTuple):
@@ -24,100 +45,116 @@ class Entry(NamedTuple):
     profiles: dict[str, tuple[int, float, str]]
 
 
-#: Training speed (multiply-adds per second) on the 2-core machine dropkit is developed on:
-#: ``dropkit run demo --seeds 1`` took 60 s for 1.49e11 (small nets); the 784-800-800-10 net
-#: about 3 s per epoch of 2.3e11 (large). Used until a run on this machine measured its own.
+class Speed(NamedTuple):
+    """Multiply-adds per second of one size class, and its relative uncertainty."""
+
+    rate: float
+    spread: float
+    measured: bool
+
+
+#: Speed (multiply-adds per second, training and measuring) on the 2-core machine dropkit is
+#: developed on: small nets about 2.5e9, the 784-800-800-10 net about 7.5e10. Used, with a
+#: relative uncertainty of :data:`REFERENCE_SPREAD`, until a run here measured this machine's.
 REFERENCE_SPEED = {"small": 2.5e9, "large": 7.5e10}
-
-EXPERIMENTS: dict[str, Entry] = {
-    "demo": Entry(
-        "No dropout vs dropout vs Gaussian dropout vs DropConnect on the embedded digits",
-        {"smoke": 1, "quick": 3, "paper": 10},
-        {
-            "smoke": (4, 166000000.0, "small"),
-            "quick": (12, 446000000000.0, "small"),
-            "paper": (40, 4450000000000.0, "small"),
-        },
-    ),
-    "hinton2012-mnist": Entry(
-        "784-800-800-10 on MNIST: no dropout vs 50% hidden vs 20% input + 50% hidden",
-        {"smoke": 1, "quick": 3, "full": 1, "paper": 3},
-        {
-            "smoke": (3, 988000000.0, "small"),
-            "quick": (9, 8150000000000.0, "large"),
-            "paper": (9, 6540000000000000.0, "large"),
-            "full": (3, 174000000000000.0, "large"),
-        },
-    ),
-    "mc-vs-scaling": Entry(
-        "Monte-Carlo averaging over k sampled nets vs the weight-scaling rule",
-        {"smoke": 1, "quick": 3, "paper": 3},
-        {
-            "smoke": (1, 247000000.0, "small"),
-            "quick": (3, 4630000000000.0, "large"),
-            "paper": (3, 4980000000000000.0, "large"),
-        },
-    ),
-    "p-sweep": Entry(
-        "Test error against the dropout probability, at fixed width and at fixed kept width",
-        {"smoke": 1, "quick": 2, "paper": 3},
-        {
-            "smoke": (6, 653000000.0, "small"),
-            "quick": (28, 5930000000000.0, "large"),
-            "paper": (81, 1.97e17, "large"),
-        },
-    ),
-    "dropconnect": Entry(
-        "No-Drop vs dropout vs DropConnect (weight scaling and moment matching)",
-        {"smoke": 1, "quick": 3, "paper": 5},
-        {
-            "smoke": (3, 357000000.0, "small"),
-            "quick": (9, 8150000000000.0, "large"),
-            "paper": (15, 3630000000000000.0, "large"),
-        },
-    ),
-    "bn-variance-shift": Entry(
-        "Dropout before BatchNorm: variance shift and its cost, beside the remedies",
-        {"smoke": 1, "quick": 3, "paper": 3},
-        {
-            "smoke": (4, 494000000.0, "small"),
-            "quick": (12, 2050000000000.0, "large"),
-            "paper": (12, 1330000000000000.0, "large"),
-        },
-    ),
-    "srivastava2014-table2": Entry(
-        "Plain-MLP rows of Srivastava et al. 2014, table 2 (MNIST)",
-        {"smoke": 1, "quick": 2, "paper": 3},
-        {
-            "smoke": (5, 728000000.0, "small"),
-            "quick": (10, 3030000000000.0, "large"),
-            "paper": (21, 1.94e17, "large"),
-        },
-    ),
-    "features": Entry(
-        "First-layer features and hidden-activation sparsity with and without dropout",
-        {"smoke": 1, "quick": 2, "paper": 3},
-        {
-            "smoke": (2, 457000000.0, "small"),
-            "quick": (4, 984000000000.0, "large"),
-            "paper": (6, 116000000000000.0, "large"),
-        },
-    ),
-}
+REFERENCE_SPREAD = 0.5
+#: The least relative uncertainty claimed for measured speeds (one run; load changes).
+MIN_SPREAD = 0.1
 
 
-def measured_speeds() -> dict[str, float]:
-    """The speeds the runner measured on this machine (see
-    :func:`dropkit.experiments.runner.speed_file`); empty when none yet or unreadable."""
-    path = Path(os.environ.get("DROPKIT_CACHE") or "~/.cache/dropkit").expanduser() / "speed.json"
-    try:
-        data = json.loads(path.read_text())
-        return {
-            k: float(v["multiply_adds_per_second"]) for k, v in data.items() if k in REFERENCE_SPEED
+def _load(path: Path = CATALOGUE) -> dict[str, Entry]:
+    data = json.loads(path.read_text())
+    return {
+        name: Entry(
+            e["title"],
+            dict(e["default_seeds"]),
+            {
+                p: (v["runs"], float(v["multiply_adds"]), v["size"])
+                for p, v in e["profiles"].items()
+            },
+        )
+        for name, e in data.items()
+    }
+
+
+EXPERIMENTS: dict[str, Entry] = _load()
+
+
+def build() -> dict:
+    """The catalogue as the experiments define it now (imports them, and torch)."""
+    from dropkit_lab.engine.threads import SMALL_WORK, step_work
+    from dropkit_lab.experiments import list_experiments
+
+    catalogue = {}
+    for e in list_experiments():
+        profiles = {}
+        for profile in e.profiles:
+            specs = e.runs(profile, e.default_seeds[profile])
+            big = max(step_work(s.train.batch_size, s.layer_sizes()) for s in specs)
+            profiles[profile] = {
+                "runs": len(specs),
+                "multiply_adds": sum(s.work() for s in specs),
+                "size": "small" if big < SMALL_WORK else "large",
+            }
+        catalogue[e.name] = {
+            "title": e.title,
+            "default_seeds": dict(e.default_seeds),
+            "profiles": profiles,
         }
+    return catalogue
+
+
+def render(catalogue: dict) -> str:
+    return json.dumps(catalogue, indent=1) + "\n"
+
+
+def measured_speeds() -> dict[str, Speed]:
+    """The speeds the runner measured on this machine (``speed.json`` in dropkit's cache folder,
+    see :func:`dropkit_lab.environment.speed_file`); empty when none yet or unreadable."""
+    try:
+        data = json.loads(speed_file().read_text())
+        speeds = {}
+        for size, entry in data.items():
+            if size not in REFERENCE_SPEED:
+                continue
+            samples = [float(s) for s in entry.get("samples", [])] or [
+                float(entry["multiply_adds_per_second"])
+            ]
+            samples = [s for s in samples if math.isfinite(s) and s > 0]
+            if not samples:
+                continue
+            rate = statistics.median(samples)
+            spread = statistics.stdev(samples) / rate if len(samples) > 1 else 3 * MIN_SPREAD
+            speeds[size] = Speed(rate, max(spread, MIN_SPREAD), True)
+        return speeds
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return {}
 
 
-def estimate_seconds(work: float, size: str, speeds: dict[str, float]) -> float:
-    return work / speeds.get(size, REFERENCE_SPEED[size])
+def estimate(work: float, size: str, speeds: dict[str, Speed]) -> tuple[float, float]:
+    """Seconds that ``work`` multiply-adds of ``size`` take here, and their uncertainty."""
+    speed = speeds.get(size) or Speed(REFERENCE_SPEED[size], REFERENCE_SPREAD, False)
+    seconds = work / speed.rate
+    return seconds, seconds * speed.spread
+
+
+def estimate_seconds(work: float, size: str, speeds: dict[str, Speed]) -> float:
+    return estimate(work, size, speeds)[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dropkit_lab.catalogue [--check]``: rewrite (or check) ``catalogue.json``."""
+    argv = sys.argv[1:] if argv is None else argv
+    text = render(build())
+    if argv == ["--check"]:
+        if CATALOGUE.read_text() != text:
+            print(f"{CATALOGUE} is stale: run python -m dropkit_lab.catalogue", file=sys.stderr)
+            return 1
+        return 0
+    CATALOGUE.write_text(text)
+    print(f"wrote {CATALOGUE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,26 +1,29 @@
 """The ``dropkit`` command: ``list``, ``run EXPERIMENT``, ``report OUT_DIR``, ``--version``.
 
-A package of its own, beside :mod:`dropkit`, so that ``--help``, ``--version``, ``list`` and every
-argument check answer at once: importing :mod:`dropkit` imports torch (seconds), which only
-``run`` and ``report`` need. Arguments (experiment, profile, device, seeds, workers) are checked
-before anything is imported or trained.
+Torch-free until ``run`` or ``report`` needs it, so that ``--help``, ``--version``, ``list`` and
+every argument check answer at once: importing :mod:`dropkit` imports torch (seconds). Arguments
+(experiment, profile, device, seeds, workers, output folder) are checked before anything is
+imported or trained; a mistyped experiment or profile name gets a "did you mean".
 
 Errors: dropkit's own user-facing errors (an unusable ``--out``, a held lock, missing or corrupt
-data, a device that is not there) print one line and exit 2; Ctrl-C / SIGTERM print one line and
-exit 130 / 143; anything else is a bug: a short message that says so and where to report it, and
-with ``--debug`` the traceback.
+data, a device that is not there) print one line and exit 2; a worker process that died, one line
+and exit 1; Ctrl-C / SIGTERM / SIGHUP print one line and exit 130 / 143 / 129; anything else is a
+bug: a short message that says so and where to report it, and with ``--debug`` the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import importlib.metadata
 import re
 import sys
+import warnings
 
-from dropkit_cli.catalogue import EXPERIMENTS, estimate_seconds, measured_speeds
-from dropkit_cli.environment import passive_wait_environment
+from dropkit_lab.catalogue import EXPERIMENTS, estimate, measured_speeds
+from dropkit_lab.environment import DEPRECATED_CACHE, passive_wait_environment
+from dropkit_lab.text import duration, plural
 
 __all__ = ["main"]
 
@@ -75,32 +78,46 @@ def _positive(name: str):
     return parse
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{max(1, round(seconds))} s"
-    if seconds < 3600:
-        return f"{round(seconds / 60)} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.0f} days"
+def _suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _experiment(value: str) -> str:
+    if value in EXPERIMENTS:
+        return value
+    raise argparse.ArgumentTypeError(
+        f"unknown experiment {value!r}{_suggest(value, EXPERIMENTS)} "
+        f"(choose from {', '.join(EXPERIMENTS)}; `dropkit list` describes them)"
+    )
+
+
+def _out(value: str) -> str:
+    if not value.strip():
+        raise argparse.ArgumentTypeError(
+            "--out is empty: name a folder for the results (default: dropkit-runs)"
+        )
+    return value
 
 
 def experiments_help() -> str:
     """The experiments, their profiles and what each costs at the default seeds here."""
     speeds = measured_speeds()
-    lines = ["experiments and the training time of each profile at its default seeds:"]
+    lines = ["experiments and the time of each profile at its default seeds, on one worker:"]
     for name, entry in EXPERIMENTS.items():
         costs = ", ".join(
-            f"{p} ~{_duration(estimate_seconds(work, size, speeds))} ({runs} runs)"
+            f"{p} {duration(*estimate(work, size, speeds))} ({plural(runs, 'run')})"
             for p, (runs, work, size) in entry.profiles.items()
         )
         lines.append(f"  {name}: {entry.title}")
         lines.append(f"      {costs}")
-    source = (
-        "speeds measured by earlier runs on this machine"
-        if speeds
-        else "speeds of a reference 2-core machine; the first runs here measure this machine's"
-    )
+    if speeds:
+        source = "the speed earlier runs measured on this machine, ± their spread"
+    else:
+        source = (
+            "the speed of a reference 2-core machine, ± half of it; the first runs here measure "
+            "this machine's"
+        )
     lines.append(f"(estimates from {source}; more --workers on more cores take less time)")
     return "\n".join(lines)
 
@@ -124,7 +141,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=experiments_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("experiment", choices=list(EXPERIMENTS), metavar="EXPERIMENT")
+    run.add_argument("experiment", type=_experiment, metavar="EXPERIMENT")
     run.add_argument("--profile", default="quick", help=f"{PROFILES_HELP} (default: %(default)s)")
     run.add_argument(
         "--seeds", type=_positive("--seeds"), default=None, help="seeds per configuration"
@@ -135,7 +152,9 @@ def _parser() -> argparse.ArgumentParser:
         help="MNIST folder (default: $DROPKIT_DATA, else ~/.cache/dropkit, where it is "
         "downloaded to)",
     )
-    run.add_argument("--out", default="dropkit-runs", help="output folder (default: %(default)s)")
+    run.add_argument(
+        "--out", type=_out, default="dropkit-runs", help="output folder (default: %(default)s)"
+    )
     run.add_argument("--device", type=_device, default="cpu", help=f"{DEVICES} (default: cpu)")
     run.add_argument(
         "--workers", type=_positive("--workers"), default=1, help="parallel worker processes"
@@ -162,6 +181,10 @@ def _error(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The old cache variable's warning reaches the user (DeprecationWarnings are hidden by default).
+    warnings.filterwarnings(
+        "default", message=re.escape(DEPRECATED_CACHE), category=DeprecationWarning
+    )
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "list":
@@ -169,8 +192,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:24s} {entry.title}")
         return 0
     if args.command == "run" and args.profile not in EXPERIMENTS[args.experiment].profiles:
-        allowed = ", ".join(EXPERIMENTS[args.experiment].profiles)
-        parser.error(f"--profile {args.profile!r} is not one of {args.experiment}'s: {allowed}")
+        profiles = EXPERIMENTS[args.experiment].profiles
+        parser.error(
+            f"--profile {args.profile!r} is not one of {args.experiment}'s: "
+            f"{', '.join(profiles)}{_suggest(args.profile, profiles)}"
+        )
     missing = _missing_extra()
     if missing:
         return _error(
@@ -180,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args) if args.command == "run" else _report(args)
     except KeyboardInterrupt as exc:
-        from dropkit.experiments.runner import Interrupted
+        from dropkit_lab.experiments.runner import Interrupted
 
         if isinstance(exc, Interrupted):
             print(f"dropkit: {exc}", file=sys.stderr)
@@ -189,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:
         if _user_error(exc):
-            return _error(str(exc))
+            print(f"dropkit: error: {exc}", file=sys.stderr)
+            return getattr(exc, "exit_code", 2)
         if args.debug:
             raise
         print(f"dropkit: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -199,15 +226,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _user_error(exc: Exception) -> bool:
     """dropkit's own errors meant for the user (everything else is a bug)."""
-    from dropkit.data import CorruptFileError, DatasetNotFoundError, DownloadError
-    from dropkit.experiments.runner import RunnerError
+    from dropkit_lab.data import CorruptFileError, DatasetNotFoundError, DownloadError
+    from dropkit_lab.experiments.runner import RunnerError
 
     return isinstance(exc, (RunnerError, DatasetNotFoundError, CorruptFileError, DownloadError))
 
 
 def _run(args) -> int:
     passive_wait_environment()  # before torch starts its thread pool (and for the workers)
-    from dropkit.experiments import run_experiment
+    from dropkit_lab.experiments import run_experiment
 
     summary = run_experiment(
         args.experiment,
@@ -227,7 +254,7 @@ def _run(args) -> int:
 
 
 def _report(args) -> int:
-    from dropkit.report import write_report
+    from dropkit_lab.report import write_report
 
     try:
         path = write_report(args.out_dir)
@@ -235,3 +262,7 @@ def _report(args) -> int:
         return _error(str(exc))
     print(path)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

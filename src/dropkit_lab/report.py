@@ -1,7 +1,7 @@
 """Reports of experiment results: plain-text tables for the terminal, a Markdown report with PNG
 plots for a whole output folder (``dropkit report OUT_DIR``).
 
-A summary (``summary.json``, written by :func:`dropkit.experiments.run_experiment`) holds
+A summary (``summary.json``, written by :func:`dropkit_lab.experiments.run_experiment`) holds
 ``tables`` (``title``, ``columns``, ``rows``, optional ``note``), ``plots`` (``name``, ``title``,
 ``xlabel``, ``ylabel``, optional ``xscale`` and ``xticklabels``, ``series`` of
 ``label``/``x``/``y``/optional ``yerr``, or ``kind: "hline"`` for a horizontal line; a line
@@ -10,8 +10,12 @@ labelled ``paper: G`` takes the colour of series ``G``), ``images`` (``name``, `
 ``checks`` (``claim``, ``holds``, ``detail``), ``notes``, ``comparable`` (False: the profile's
 numbers cannot be set against the paper's; None: there are no published numbers) and
 ``pipeline_check`` (True for the smoke profile: its numbers mean nothing). Every summary carries
-a checksum (:mod:`dropkit.engine.jsonio`); one that fails it, or cannot be read, is named in the
+a checksum (:mod:`dropkit_lab.engine.jsonio`); one that fails it, or cannot be read, is named in the
 report and on stderr with the command that rewrites it, and the other summaries are reported.
+The run files beside each summary (``runs/*.json``) are verified too, and checked against the
+checksums the summary was computed from: a section whose summary or runs are not verified says so,
+naming the files. The checksums guard against accidents (a truncated copy, a stray edit), not
+against someone who means to forge a result.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import os
 import sys
 from pathlib import Path
 
-from dropkit.engine.jsonio import DamagedFileError, UncheckedFileError, atomic_open, read_record
+from dropkit_lab.engine.jsonio import DamagedFileError, UncheckedFileError, atomic_open, read_record
 
 __all__ = [
     "find_summaries",
@@ -94,6 +98,17 @@ def _md_table(table: dict) -> str:
 
 
 def _plot(plot: dict, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = _figure(plot)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)
+
+
+def _figure(plot: dict):
+    """The figure of one plot: curves with distinct markers and line styles, a band of ± one
+    standard deviation where there is one, integer ticks on an epoch axis."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -101,6 +116,8 @@ def _plot(plot: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     colors: dict[str, str] = {}
+    curves = sum(s.get("kind") != "hline" for s in plot["series"])
+    index = 0
     for series in plot["series"]:
         x, y = series["x"], series["y"]
         if series.get("kind") == "hline":
@@ -108,10 +125,19 @@ def _plot(plot: dict, path: Path) -> None:
             match = colors.get(series["label"].removeprefix("paper: "), "grey")
             ax.axhline(y[0], linestyle="--", color=match, label=series["label"])
             continue
-        yerr = series.get("yerr")
-        marker = "o" if len(x) <= 30 else None
-        (line, *_) = ax.errorbar(x, y, yerr=yerr, marker=marker, capsize=3, label=series["label"])
+        style = _curve_style(index, curves, len(x))
+        index += 1
+        line = ax.plot(x, y, label=series["label"], **style)[0]
         colors[series["label"]] = line.get_color()
+        yerr = series.get("yerr")
+        if yerr is not None:  # a band, not one error bar per point
+            low = [v - e for v, e in zip(y, yerr)]
+            high = [v + e for v, e in zip(y, yerr)]
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
+    if plot.get("xlabel") == "epoch" or plot.get("integer_x"):
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if plot.get("xticklabels"):
         ax.set_xticks(range(len(plot["xticklabels"])))
         ax.set_xticklabels(plot["xticklabels"], rotation=30, ha="right", fontsize=8)
@@ -129,9 +155,27 @@ def _plot(plot: dict, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_open(path, "wb") as f:
-        fig.savefig(f, format="png")
-    plt.close(fig)
+    return fig
+
+
+#: Curves that coincide stay distinguishable: each has its own marker, line style and marker size
+#: (hollow markers of decreasing size nest), and with many points their markers are staggered.
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+_LINESTYLES = ("-", "--", "-.", ":")
+
+
+def _curve_style(index: int, curves: int, points: int) -> dict:
+    style = {
+        "marker": _MARKERS[index % len(_MARKERS)],
+        "linestyle": _LINESTYLES[index % len(_LINESTYLES)],
+        "markersize": max(3.0, 10.0 - 2.5 * index),
+        "markerfacecolor": "none",
+        "linewidth": 1.5,
+    }
+    if points > 20:
+        step = max(1, points // 10)
+        style["markevery"] = ((index * step) // max(curves, 1) % step, step)
+    return style
 
 
 def _image_grid(image: dict, path: Path) -> None:
@@ -211,6 +255,37 @@ def render_markdown(summary: dict, plot_dir: Path, rel_to: Path) -> str:
     return "\n".join(lines)
 
 
+def unverified_runs(summary_path: Path, summary: dict) -> list[str]:
+    """The run files beside ``summary_path`` that cannot be trusted, each with the reason: no
+    checksum, a failed one, unreadable, or not the file the summary was computed from."""
+    from dropkit_lab.engine.jsonio import read_record
+
+    problems = []
+    runs = summary_path.parent / "runs"
+    expected = summary.get("run_sha256")
+    expected = expected if isinstance(expected, dict) else None
+    seen = set()
+    for path in sorted(runs.glob("*.json")) if runs.is_dir() else []:
+        seen.add(path.stem)
+        try:
+            record = read_record(path)
+        except UncheckedFileError:
+            problems.append(f"{path} (no checksum)")
+            continue
+        except DamagedFileError as exc:
+            problems.append(f"{path} ({exc.reason})")
+            continue
+        if (
+            expected is not None
+            and path.stem in expected
+            and expected[path.stem] != record["sha256"]
+        ):
+            problems.append(f"{path} (not the file the summary was computed from)")
+    if expected is not None:
+        problems += [f"{runs / name}.json (missing)" for name in sorted(set(expected) - seen)]
+    return problems
+
+
 def _rerun_hint(path: Path, out_dir: Path) -> str:
     profile, experiment = path.parent.name, path.parent.parent.name
     return f"`dropkit run {experiment} --profile {profile} --out {out_dir}` rewrites it"
@@ -220,7 +295,8 @@ def write_report(out_dir: str | os.PathLike, output: str | os.PathLike | None = 
     """Write ``<out_dir>/report.md`` (and ``<out_dir>/plots/*.png``) from every summary found.
 
     A summary that cannot be read or fails its checksum is named (in the report and on stderr)
-    and skipped; the others are reported."""
+    and skipped; the others are reported. A summary without a checksum, or whose run files are
+    not verified (:func:`unverified_runs`), is reported marked unverified, the files named."""
     out_dir = Path(out_dir)
     summaries = find_summaries(out_dir)
     if not summaries:
@@ -240,8 +316,8 @@ def write_report(out_dir: str | os.PathLike, output: str | os.PathLike | None = 
             summary = read_record(path, SUMMARY_KEYS)
         except UncheckedFileError as exc:
             summary = exc.record
-            note = f"_{path} has no checksum (written by an older dropkit): not verified; "
-            note += f"{_rerun_hint(path, out_dir)} with one._"
+            note = f"_**Not verified**: {path} has no checksum (an older dropkit wrote it, or it "
+            note += f"was edited); {_rerun_hint(path, out_dir)} with one._"
             print(f"dropkit report: {path}: no checksum, reported unverified", file=sys.stderr)
         except DamagedFileError as exc:
             message = f"skipped {path}: it {exc.reason}; {_rerun_hint(path, out_dir)}"
@@ -249,6 +325,16 @@ def write_report(out_dir: str | os.PathLike, output: str | os.PathLike | None = 
             sections += [f"## {path.parent.parent.name} ({path.parent.name} profile)", "", message]
             sections.append("")
             continue
+        problems = unverified_runs(path, summary)
+        if problems:
+            listed = "; ".join(problems)
+            runs_note = (
+                "_**Not verified**: the results above rest on run files that cannot be trusted: "
+                f"{listed}; {_rerun_hint(path, out_dir)} from retrained runs._"
+            )
+            note = runs_note if note is None else f"{note}\n\n{runs_note}"
+            for problem in problems:
+                print(f"dropkit report: unverified run file {problem}", file=sys.stderr)
         section = render_markdown(summary, plot_dir, output.parent)
         if note is not None:
             head, _, rest = section.partition("\n\n")

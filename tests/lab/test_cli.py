@@ -5,16 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from dropkit.cli import main
-from dropkit_cli.catalogue import EXPERIMENTS
+from dropkit_lab.catalogue import EXPERIMENTS
+from dropkit_lab.cli import main
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def _cli(*args, env=None, **kwargs):
     env = {**os.environ, "PYTHONPATH": SRC, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "dropkit_cli", *args],
+        [sys.executable, "-m", "dropkit_lab", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -39,22 +39,25 @@ def test_list_prints_every_experiment(capsys):
         assert name in out
 
 
-def test_catalogue_matches_the_experiments():
-    from dropkit.engine.threads import SMALL_WORK, step_work
-    from dropkit.experiments import list_experiments
+def test_catalogue_is_generated_from_the_experiments():
+    """catalogue.json is what the experiments define (no number in it typed by hand)."""
+    from dropkit_lab import catalogue
 
-    experiments = list_experiments()
-    assert list(EXPERIMENTS) == [e.name for e in experiments]
-    for e in experiments:
-        entry = EXPERIMENTS[e.name]
-        assert entry.title == e.title and entry.default_seeds == e.default_seeds
-        assert tuple(entry.profiles) == e.profiles
-        for profile, (runs, work, size) in entry.profiles.items():
-            specs = e.runs(profile, e.default_seeds[profile])
-            assert runs == len(specs), (e.name, profile)
-            assert work == pytest.approx(sum(s.work() for s in specs), rel=0.01), (e.name, profile)
-            big = max(step_work(s.train.batch_size, s.layer_sizes()) for s in specs)
-            assert size == ("large" if big >= SMALL_WORK else "small"), (e.name, profile)
+    fresh = catalogue.build()
+    assert catalogue.render(fresh) == catalogue.CATALOGUE.read_text(), (
+        "src/dropkit_lab/catalogue.json is stale: run python -m dropkit_lab.catalogue"
+    )
+    assert list(EXPERIMENTS) == list(fresh)
+
+
+def test_one_experiment_registry():
+    """The CLI reads the catalogue, the runner the experiments: no second hand-kept table."""
+    from dropkit_lab.experiments import list_experiments
+
+    assert [e.name for e in list_experiments()] == list(EXPERIMENTS)
+    for e in list_experiments():
+        assert EXPERIMENTS[e.name].title == e.title
+        assert tuple(EXPERIMENTS[e.name].profiles) == e.profiles
 
 
 @pytest.mark.parametrize(
@@ -63,7 +66,7 @@ def test_catalogue_matches_the_experiments():
 )
 def test_help_list_and_argument_checks_do_not_import_torch(args):
     code = (
-        "import sys; from dropkit_cli import main\n"
+        "import sys; from dropkit_lab.cli import main\n"
         f"try: main({args!r})\n"
         "except SystemExit: pass\n"
         "print('torch imported' if 'torch' in sys.modules else 'no torch')"
@@ -79,16 +82,36 @@ def test_help_list_and_argument_checks_do_not_import_torch(args):
 
 
 def test_run_help_lists_experiments_profiles_and_costs(tmp_path):
-    proc = _cli("run", "--help", env={"DROPKIT_CACHE": str(tmp_path)})
+    proc = _cli("run", "--help", env={"DROPKIT_CACHE_DIR": str(tmp_path)})
     assert proc.returncode == 0
     for name in EXPERIMENTS:
         assert f"  {name}: " in proc.stdout
     assert "smoke ~" in proc.stdout and "quick ~" in proc.stdout and "paper ~" in proc.stdout
     assert "full ~" in proc.stdout and "default: quick" in proc.stdout
     assert "reference 2-core machine" in proc.stdout
-    (tmp_path / "speed.json").write_text('{"small": {"multiply_adds_per_second": 1e9}}')
-    again = _cli("run", "--help", env={"DROPKIT_CACHE": str(tmp_path)})
-    assert "measured by earlier runs on this machine" in again.stdout
+    assert "(1 run)" in proc.stdout and "(1 runs)" not in proc.stdout  # mc-vs-scaling smoke
+    # demo quick: 4.46e11 multiply-adds at the reference 2.5e9/s, ± half: ~3 min ± 1
+    assert "quick ~3 min ± 1 (12 runs)" in proc.stdout
+    # Measured speeds (median 1e9, spread 10%): 4.46e11 / 1e9 = 446 s = ~7 min ± <1.
+    samples = [0.9e9, 1.0e9, 1.1e9]
+    (tmp_path / "speed.json").write_text(f'{{"small": {{"samples": {samples}}}}}')
+    again = _cli("run", "--help", env={"DROPKIT_CACHE_DIR": str(tmp_path)})
+    assert "measured on this machine" in again.stdout
+    assert "quick ~7 min ± 1 (12 runs)" in again.stdout, again.stdout
+
+
+def test_old_cache_variable_is_read_with_a_deprecation_warning(tmp_path, monkeypatch):
+    from dropkit_lab.environment import cache_dir, speed_file
+
+    monkeypatch.delenv("DROPKIT_CACHE_DIR", raising=False)
+    monkeypatch.setenv("DROPKIT_CACHE", str(tmp_path / "old"))
+    with pytest.warns(DeprecationWarning, match="DROPKIT_CACHE is deprecated.*DROPKIT_CACHE_DIR"):
+        assert speed_file() == tmp_path / "old" / "speed.json"
+    monkeypatch.setenv("DROPKIT_CACHE_DIR", str(tmp_path / "new"))
+    assert cache_dir() == tmp_path / "new"  # the new name wins, silently
+    env = {"DROPKIT_CACHE": str(tmp_path / "old"), "DROPKIT_CACHE_DIR": ""}
+    proc = _cli("run", "--help", env=env)
+    assert proc.returncode == 0 and "DROPKIT_CACHE is deprecated" in proc.stderr
 
 
 def test_version():
@@ -134,7 +157,7 @@ def test_errors_exit_2_with_message(tmp_path, capsys):
             main(argv)
         assert info.value.code == 2
     err = capsys.readouterr().err
-    assert "invalid choice: 'nope'" in err and "--seeds must be an integer >= 1, got '0'" in err
+    assert "unknown experiment 'nope'" in err and "--seeds must be an integer >= 1, got '0'" in err
     assert "--workers must be an integer >= 1" in err
     assert "--profile 'full' is not one of demo's: smoke, quick, paper" in err
     assert main(["report", str(tmp_path / "empty")]) == 2
@@ -145,15 +168,44 @@ def test_errors_exit_2_with_message(tmp_path, capsys):
     assert f"--out {file} is a file, not a folder" in capsys.readouterr().err
 
 
+def test_mistyped_names_get_a_suggestion(capsys):
+    for argv, text in (
+        (
+            ["run", "hinton-mnist"],
+            "unknown experiment 'hinton-mnist'; did you mean 'hinton2012-mnist'?",
+        ),
+        (["run", "dmeo"], "did you mean 'demo'?"),
+        (["run", "demo", "--profile", "quik"], "did you mean 'quick'?"),
+        (["run", "hinton2012-mnist", "--profile", "ful"], "did you mean 'full'?"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+        assert text in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "zzzzzz"])
+    err = capsys.readouterr().err
+    assert "did you mean" not in err and "choose from demo, hinton2012-mnist" in err
+
+
+def test_empty_out_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["run", "demo", "--profile", "smoke", "--out", ""])
+    assert info.value.code == 2
+    assert "--out is empty: name a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "demo", "--out", "  "])
+
+
 def test_unexpected_error_is_called_a_bug_and_debug_shows_the_traceback(
     tmp_path, capsys, monkeypatch
 ):
-    import dropkit.experiments
+    import dropkit_lab.experiments
 
     def broken(*args, **kwargs):
         return {}["test_error"]  # a bug in experiment code
 
-    monkeypatch.setattr(dropkit.experiments, "run_experiment", broken)
+    monkeypatch.setattr(dropkit_lab.experiments, "run_experiment", broken)
     assert main(["run", "demo", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "unexpected KeyError: 'test_error'" in err
@@ -174,7 +226,7 @@ def test_missing_experiments_extra_names_the_install_command(tmp_path):
 
 
 def test_missing_mnist_offline_message(tmp_path, capsys, monkeypatch):
-    import dropkit.data.mnist as mnist
+    import dropkit_lab.data.mnist as mnist
 
     # No network here: make every mirror an unreachable local port.
     monkeypatch.setattr(
@@ -200,10 +252,11 @@ def test_missing_mnist_offline_message(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "train-images-idx3-ubyte.gz" in err and str(tmp_path / "nodata" / "mnist") in err
     assert not (tmp_path / "nodata").exists()  # no empty folder left behind
+    assert not (tmp_path / "o").exists()  # nor an output folder holding only the lock
 
 
 def test_console_module_entry_points():
-    for module in ("dropkit_cli", "dropkit.cli"):
+    for module in ("dropkit_lab", "dropkit_lab.cli"):
         proc = subprocess.run(
             [sys.executable, "-m", module, "list"],
             capture_output=True,
@@ -217,7 +270,7 @@ def test_console_module_entry_points():
 
 def test_tests_find_mnist_through_dropkit_data(tmp_path):
     """The MNIST tests look in $DROPKIT_DATA before ../shared/datasets (tests/conftest.py)."""
-    conftest = str(Path(__file__).parent / "conftest.py")
+    conftest = str(Path(__file__).parents[1] / "conftest.py")
     code = (
         "import importlib.util, sys\n"
         f"spec = importlib.util.spec_from_file_location('c', {conftest!r})\n"

@@ -2,8 +2,8 @@ import json
 import os
 import stat
 
-from dropkit.engine.jsonio import read_json, read_record, write_json_atomic, write_record
-from dropkit.report import render_markdown, render_summary_text, render_table_text, write_report
+from dropkit_lab.engine.jsonio import read_json, read_record, write_json_atomic, write_record
+from dropkit_lab.report import render_markdown, render_summary_text, render_table_text, write_report
 
 SUMMARY = {
     "experiment": "toy",
@@ -141,3 +141,34 @@ def test_every_figure_is_titled_with_labelled_axes(tmp_path, monkeypatch):
     write_record(tmp_path / "toy" / "quick" / "summary.json", SUMMARY)
     write_report(tmp_path)
     assert len(seen) == 2 and all(all(parts) for parts in seen), seen
+
+
+def test_curves_plot_with_integer_epochs_distinct_styles_and_bands():
+    import matplotlib.pyplot as plt
+
+    from dropkit_lab.report import _figure
+
+    same = [10.0, 8.0, 7.5]
+    plot = {
+        "name": "curves",
+        "title": "t",
+        "xlabel": "epoch",
+        "ylabel": "test error (%)",
+        "series": [
+            {"label": name, "x": [1, 2, 3], "y": same, "yerr": None} for name in ("a", "b", "c")
+        ]
+        + [{"label": "d", "x": list(range(1, 101)), "y": [5.0] * 100, "yerr": [0.5] * 100}],
+    }
+    fig = _figure(plot)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    lines = ax.get_lines()
+    assert (
+        len({(line.get_marker(), line.get_linestyle(), line.get_markersize()) for line in lines})
+        == 4
+    )
+    assert not ax.containers  # no error bars
+    assert len(ax.collections) == 1  # one band, for the series with a spread
+    plt.close(fig)

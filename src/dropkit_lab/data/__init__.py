@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 
-from dropkit.data.dataset import Dataset
-from dropkit.data.digits import load_digits
-from dropkit.data.download import DownloadError, download
-from dropkit.data.idx import IdxFormatError, read_idx
-from dropkit.data.mnist import (
+from dropkit_lab.data.dataset import Dataset
+from dropkit_lab.data.digits import load_digits
+from dropkit_lab.data.download import DownloadError, download
+from dropkit_lab.data.idx import IdxFormatError, read_idx
+from dropkit_lab.data.mnist import (
     FASHION_MNIST,
     MNIST,
     CorruptFileError,

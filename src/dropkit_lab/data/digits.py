@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dropkit.data.dataset import Dataset
+from dropkit_lab.data.dataset import Dataset
 
 __all__ = ["DIGITS_TEST_SIZE", "load_digits"]
 

@@ -7,7 +7,7 @@ A file is accepted when the MD5 of the ``.gz`` matches the published sum, or els
 its decompressed (or raw) content matches the published content's: repackaged archives (Debian's
 ``dataset-fashion-mnist`` differs from the official ``.gz`` files only in the gzip header) are
 accepted, damaged ones are rejected with the file named. Missing files are downloaded into
-``<data_dir>/<name>/`` (see :mod:`dropkit.data.download`); when that fails the error says which
+``<data_dir>/<name>/`` (see :mod:`dropkit_lab.data.download`); when that fails the error says which
 files to place where.
 """
 
@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dropkit.data.dataset import Dataset
-from dropkit.data.download import DownloadError, download, md5_bytes, md5_file
-from dropkit.data.idx import IdxFormatError, is_gzip, parse_idx, read_payload
+from dropkit_lab.data.dataset import Dataset
+from dropkit_lab.data.download import DownloadError, download, md5_bytes, md5_file
+from dropkit_lab.data.idx import IdxFormatError, is_gzip, parse_idx, read_payload
 
 __all__ = [
     "FASHION_MNIST",
@@ -211,8 +211,9 @@ def _missing_message(
 ) -> str:
     target = root / spec.name
     where = " (the default data folder)" if default else ""
+    files = "file" if len(missing) == 1 else "files"
     lines = [
-        f"{spec.title}: {len(missing)} file(s) not found and could not be downloaded ({reason}).",
+        f"{spec.title}: {len(missing)} {files} not found and could not be downloaded ({reason}).",
         f"Place these files (gzip or uncompressed) in {target}{where} (or in {root}):",
     ]
     for role in missing:

@@ -174,5 +174,6 @@ def remove_stale_temporaries(folder: str | os.PathLike, say: Callable[[str], Non
                 tmp.unlink()
                 removed += 1
     if removed:
-        say(f"removed {removed} unfinished temporary file(s) left in {folder} by a stopped run")
+        files = "file" if removed == 1 else "files"
+        say(f"removed {removed} unfinished temporary {files} left in {folder} by a stopped run")
     return removed

@@ -1,6 +1,6 @@
 """Entry point for one (possibly data-parallel) training run described by a JSON file.
 
-    torchrun --nproc_per_node=2 -m dropkit.engine.launch spec.json
+    torchrun --nproc_per_node=2 -m dropkit_lab.engine.launch spec.json
 
 ``spec.json`` holds ``model`` and ``train`` (the dict forms of :class:`MLPConfig` and
 :class:`TrainConfig`), ``dataset`` (``digits``, ``mnist``, ``fashion-mnist``), optional
@@ -21,10 +21,10 @@ import sys
 
 import torch
 
-from dropkit.data import load_dataset
-from dropkit.engine.jsonio import write_json_atomic
-from dropkit.engine.specs import model_config_from_dict, train_config_from_dict, weights_digest
-from dropkit.engine.trainer import mask_seed, train
+from dropkit_lab.data import load_dataset
+from dropkit_lab.engine.jsonio import write_json_atomic
+from dropkit_lab.engine.specs import model_config_from_dict, train_config_from_dict, weights_digest
+from dropkit_lab.engine.trainer import mask_seed, train
 
 
 def mask_probe(seed: int, rank: int) -> str:
@@ -38,7 +38,7 @@ def mask_probe(seed: int, rank: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dropkit.engine.launch")
+    parser = argparse.ArgumentParser(prog="python -m dropkit_lab.engine.launch")
     parser.add_argument("spec")
     args = parser.parse_args(argv)
     with open(args.spec) as f:

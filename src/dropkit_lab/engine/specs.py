@@ -6,9 +6,9 @@ import hashlib
 
 import torch
 
-from dropkit.engine.model import MLPConfig
-from dropkit.engine.optim import Schedule
-from dropkit.engine.trainer import TrainConfig
+from dropkit_lab.engine.model import MLPConfig
+from dropkit_lab.engine.optim import Schedule
+from dropkit_lab.engine.trainer import TrainConfig
 
 __all__ = ["model_config_from_dict", "train_config_from_dict", "weights_digest"]
 

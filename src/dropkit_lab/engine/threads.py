@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from dropkit_cli.environment import WAIT_ENVIRONMENT, passive_wait_environment
+from dropkit_lab.environment import WAIT_ENVIRONMENT, passive_wait_environment
 
 __all__ = [
     "SMALL_WORK",

@@ -15,7 +15,7 @@ read with ``torch.load(weights_only=True)``: a planted pickle cannot run code. O
 read or belongs to another configuration raises :class:`CheckpointError`.
 
 Data parallel. Inside ``torch.distributed`` (e.g. launched by ``torchrun``; see
-:mod:`dropkit.engine.launch`), each global mini-batch is split into ``world_size`` contiguous
+:mod:`dropkit_lab.engine.launch`), each global mini-batch is split into ``world_size`` contiguous
 shards, each rank computes the summed loss of its shard divided by the global batch size, and the
 gradients are summed with ``all_reduce``: the update is the single-process update of the whole
 batch, with independent masks per rank. BatchNorm statistics are per rank and rank 0's buffers
@@ -33,12 +33,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from dropkit import _state, rng
-from dropkit.data.dataset import Dataset
-from dropkit.engine.jsonio import atomic_open
-from dropkit.engine.model import MLP, MLPConfig, build_mlp
-from dropkit.engine.optim import HintonSGD, Schedule, apply_max_norm
-from dropkit.engine.progress import Progress, make_progress
+from dropkit import rng
+from dropkit.mc import stochastic
+from dropkit_lab.data.dataset import Dataset
+from dropkit_lab.engine.jsonio import atomic_open
+from dropkit_lab.engine.model import MLP, MLPConfig, build_mlp
+from dropkit_lab.engine.optim import HintonSGD, Schedule, apply_max_norm
+from dropkit_lab.engine.progress import Progress, make_progress
 
 __all__ = [
     "CheckpointError",
@@ -101,6 +102,8 @@ class TrainResult:
     seconds: float
     resumed_from: int = 0
     finished: bool = True
+    #: torch threads the run trained with (a resumed run: those its checkpoint recorded)
+    threads: int = 1
     extra: dict = field(default_factory=dict)
 
 
@@ -149,7 +152,7 @@ def mc_errors(
     """Errors of Monte-Carlo model averaging: mean softmax over ``k`` sampled networks, for each
     ``k`` in ``ks`` (one sequence of samples, so the estimate for k reuses the first k samples).
 
-    Sampling uses dropkit's stochastic-inference switch, so BatchNorm stays in evaluation mode.
+    Sampling uses :func:`dropkit.mc.stochastic`, so BatchNorm stays in evaluation mode.
     """
     was_training = model.training
     model.eval()
@@ -158,8 +161,7 @@ def mc_errors(
     out = dict.fromkeys(ks, 0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed & _POSITIVE)
-        _state.enter_stochastic_inference()
-        try:
+        with stochastic():
             for start in range(0, len(y), batch):
                 xb, yb = x[start : start + batch], y[start : start + batch]
                 total = torch.zeros(len(yb), int(model(xb[:1]).shape[1]), dtype=torch.float64)
@@ -167,8 +169,6 @@ def mc_errors(
                     total += torch.softmax(model(xb).double(), dim=1).cpu()
                     if k in wanted:
                         out[k] += int((total.argmax(1) != yb.cpu()).sum())
-        finally:
-            _state.exit_stochastic_inference()
     model.train(was_training)
     return out
 
@@ -220,16 +220,41 @@ def train(
     Args:
         checkpoint: file to resume from (when it exists) and to rewrite after every epoch;
             :class:`CheckpointError` when it exists but cannot be resumed from.
-        progress: see :func:`dropkit.engine.progress.make_progress`.
+        progress: see :func:`dropkit_lab.engine.progress.make_progress`.
         stop_after: stop once this many epochs are done (a simulated kill, for tests); the result
             then has ``finished=False``.
         device: where to train (``"cuda"`` works; dropkit's masks are the same on every device).
+
+    Threads: a run trains with the caller's ``torch.get_num_threads()``, which every checkpoint
+    records; a resumed run trains on with the count its checkpoint recorded (float sums may
+    depend on it), so it ends bit for bit where the uninterrupted run would have. The caller's
+    count is restored on return.
 
     Returns:
         The trained model, per-epoch history (``epoch``, ``lr``, ``momentum``, ``train_loss``,
         ``train_error`` (with noise), ``test_error`` (every ``eval_every`` epochs and the last),
         ``seconds``), final test error.
     """
+    saved = torch.get_num_threads()
+    try:
+        return _train(model_config, train_config, data, checkpoint=checkpoint, progress=progress,
+                      desc=desc, stop_after=stop_after, device=device)  # fmt: skip
+    finally:
+        if torch.get_num_threads() != saved:
+            torch.set_num_threads(saved)
+
+
+def _train(
+    model_config: MLPConfig,
+    train_config: TrainConfig,
+    data: Dataset,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    progress: str | Progress = "auto",
+    desc: str = "train",
+    stop_after: int | None = None,
+    device: str | torch.device = "cpu",
+) -> TrainResult:
     rank, world, dist = _dist()
     device = torch.device(device)
     schedule = train_config.schedule
@@ -253,6 +278,9 @@ def train(
             raise CheckpointError(checkpoint, f"does not fit the model ({exc})") from exc
         history = list(state["history"])
         start_epoch = int(state["epoch"])
+        threads = state.get("threads")
+        if isinstance(threads, int) and threads >= 1 and threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
     resumed_from = start_epoch
 
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
@@ -329,6 +357,7 @@ def train(
                         "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "history": history,
+                        "threads": torch.get_num_threads(),
                     },
                     checkpoint,
                 )
@@ -347,4 +376,5 @@ def train(
         seconds=time.perf_counter() - t_start,
         resumed_from=resumed_from,
         finished=last == train_config.epochs,
+        threads=torch.get_num_threads(),
     )

@@ -6,7 +6,7 @@ effect; ``paper``: the published recipe, hours) and a number of seeds; the runne
 (possibly in parallel worker processes), calls :meth:`Experiment.measure` on the trained model,
 stores one JSON per run, then calls :meth:`Experiment.summarize` on all of them. The summary holds
 tables (paper value beside measured mean ± std over seeds), plots, checks of the paper's claims
-and notes, and is what :mod:`dropkit.report` renders.
+and notes, and is what :mod:`dropkit_lab.report` renders.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from dropkit.data.dataset import Dataset
-from dropkit.engine.model import MLPConfig
-from dropkit.engine.trainer import TrainConfig, TrainResult
+from dropkit_lab.data.dataset import Dataset
+from dropkit_lab.engine.model import MLPConfig
+from dropkit_lab.engine.trainer import TrainConfig, TrainResult
+from dropkit_lab.text import plural
 
 __all__ = ["PROFILES", "Experiment", "RunSpec", "mean_std", "fmt_mean_std"]
 
@@ -132,4 +133,4 @@ class Experiment:
     @staticmethod
     def seeds_line(results: list[dict]) -> str:
         seeds = sorted({r["spec"]["seed"] for r in results})
-        return f"{len(seeds)} seed(s): {', '.join(map(str, seeds))}"
+        return f"{plural(len(seeds), 'seed')}: {', '.join(map(str, seeds))}"

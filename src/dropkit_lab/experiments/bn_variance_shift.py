@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import torch
 
-from dropkit.engine.model import MLPConfig
-from dropkit.engine.trainer import evaluate
-from dropkit.experiments.base import Experiment, RunSpec, fmt_mean_std, mean_std
-from dropkit.experiments.common import (
+from dropkit_lab.engine.model import MLPConfig
+from dropkit_lab.engine.trainer import evaluate
+from dropkit_lab.experiments.base import Experiment, RunSpec, fmt_mean_std, mean_std
+from dropkit_lab.experiments.common import (
     available,
     check,
     missing_methods_note,
     mnist_run,
     seed_list,
 )
-from dropkit.experiments.paper_values import CLAIMS, LI_2019
+from dropkit_lab.experiments.paper_values import CLAIMS, LI_2019
 
 GROUPS = {
     "BN, no dropout": {"method": "none"},

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-from dropkit.engine.model import MLPConfig
-from dropkit.engine.optim import Schedule
-from dropkit.engine.trainer import TrainConfig
-from dropkit.experiments.base import RunSpec, fmt_mean_std, mean_std
+from dropkit_lab.engine.model import MLPConfig
+from dropkit_lab.engine.optim import Schedule
+from dropkit_lab.engine.trainer import TrainConfig
+from dropkit_lab.experiments.base import RunSpec, fmt_mean_std, mean_std
 
 __all__ = [
     "HINTON_MAX_NORM",
@@ -40,7 +40,8 @@ def hinton_recipe(
     batch_size: int = 100,
     eval_every: int = 1,
 ) -> TrainConfig:
-    """The 2012 MNIST recipe (the defaults), any part overridden (:mod:`dropkit.engine.optim`)."""
+    """The 2012 MNIST recipe (the defaults), any part overridden
+    (:mod:`dropkit_lab.engine.optim`)."""
     return TrainConfig(
         epochs=epochs,
         schedule=Schedule(lr, lr_decay, momentum_start, momentum_end, momentum_epochs),

@@ -14,9 +14,9 @@ import time
 
 import torch
 
-from dropkit.engine.model import MLPConfig
-from dropkit.experiments.base import Experiment, RunSpec
-from dropkit.experiments.common import (
+from dropkit_lab.engine.model import MLPConfig
+from dropkit_lab.experiments.base import Experiment, RunSpec
+from dropkit_lab.experiments.common import (
     available,
     check,
     error_table,
@@ -25,6 +25,7 @@ from dropkit.experiments.common import (
     missing_methods_note,
     seed_list,
 )
+from dropkit_lab.text import plural
 
 METHODS = {
     "no dropout": {"method": "none"},
@@ -100,7 +101,7 @@ def dropout_comparison(numel: int = 1 << 20, p: float = 0.5) -> dict:
     return {
         "title": (
             f"Dropout p={p} on {numel:,} float32 elements "
-            f"(this machine, {torch.get_num_threads()} threads)"
+            f"(this machine, {plural(torch.get_num_threads(), 'thread')})"
         ),
         "columns": ["layer", "fraction kept", "bytes saved for backward", "forward+backward (ms)"],
         "rows": rows,

@@ -4,27 +4,28 @@ Gaussian approximation of each unit's input, sampled ``Z`` times through the act
 
 DropConnect drops each weight of both hidden layers with probability 0.5; dropout drops each
 hidden unit with probability 0.5. All nets share the recipe of
-:mod:`dropkit.experiments.hinton2012_mnist` (learning rate 1.0, max-norm on hidden units; No-Drop
-without max-norm). Deviation: one DropConnect mask per mini-batch, where Wan et al. draw one per
-example; ``DropConnectLinear(per_sample=True)`` does that, at a cost that puts even the quick
-profile out of reach on 2 cores (measured here: about 40x the per-batch mask at 800x800).
+:mod:`dropkit_lab.experiments.hinton2012_mnist` (learning rate 1.0, max-norm on hidden units;
+No-Drop without max-norm). Deviation: one DropConnect mask per mini-batch, where Wan et al.
+draw one per example; ``DropConnectLinear(per_sample=True)`` does that, at a cost that puts even
+the quick profile out of reach on 2 cores (measured here: about 40x the per-batch mask at
+800x800).
 """
 
 from __future__ import annotations
 
 import torch
 
-from dropkit.engine.model import MLPConfig
-from dropkit.engine.trainer import evaluate
-from dropkit.experiments.base import Experiment, RunSpec, fmt_mean_std, mean_std
-from dropkit.experiments.common import (
+from dropkit_lab.engine.model import MLPConfig
+from dropkit_lab.engine.trainer import evaluate
+from dropkit_lab.experiments.base import Experiment, RunSpec, fmt_mean_std, mean_std
+from dropkit_lab.experiments.common import (
     available,
     check,
     missing_methods_note,
     mnist_run,
     seed_list,
 )
-from dropkit.experiments.paper_values import CLAIMS, WAN_2013, WAN_2013_MNIST_RELU
+from dropkit_lab.experiments.paper_values import CLAIMS, WAN_2013, WAN_2013_MNIST_RELU
 
 GROUPS = {
     "No-Drop": {"method": "none"},

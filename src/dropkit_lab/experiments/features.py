@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import torch
 
-from dropkit.engine.model import MLPConfig
-from dropkit.experiments.base import Experiment, RunSpec, fmt_mean_std, mean_std
-from dropkit.experiments.common import check, mnist_run, seed_list
-from dropkit.experiments.paper_values import CLAIMS, SRIVASTAVA_2014
+from dropkit_lab.engine.model import MLPConfig
+from dropkit_lab.experiments.base import Experiment, RunSpec, fmt_mean_std, mean_std
+from dropkit_lab.experiments.common import check, mnist_run, seed_list
+from dropkit_lab.experiments.paper_values import CLAIMS, SRIVASTAVA_2014
 
 GROUPS = {"no dropout": {"method": "none"}, "dropout 50%": {"method": "dropout", "hidden_p": 0.5}}
 SLUG = {"no dropout": "none", "dropout 50%": "dropout"}

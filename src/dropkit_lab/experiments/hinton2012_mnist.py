@@ -16,10 +16,10 @@ max-norm (the paper's 160 errors are the best published plain-backprop result, n
 
 from __future__ import annotations
 
-from dropkit.engine.model import MLPConfig
-from dropkit.experiments.base import Experiment, RunSpec
-from dropkit.experiments.common import check, error_table, group_means, mnist_run, seed_list
-from dropkit.experiments.paper_values import HINTON_2012, HINTON_2012_MNIST_ERRORS
+from dropkit_lab.engine.model import MLPConfig
+from dropkit_lab.experiments.base import Experiment, RunSpec
+from dropkit_lab.experiments.common import check, error_table, group_means, mnist_run, seed_list
+from dropkit_lab.experiments.paper_values import HINTON_2012, HINTON_2012_MNIST_ERRORS
 
 GROUPS = {
     "no dropout": {"method": "none"},

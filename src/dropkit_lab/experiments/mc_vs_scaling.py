@@ -9,11 +9,11 @@ inference switch, for each k (one sequence of samples, so k = 50 extends the k =
 
 from __future__ import annotations
 
-from dropkit.engine.model import MLPConfig
-from dropkit.engine.trainer import mc_errors
-from dropkit.experiments.base import Experiment, RunSpec, mean_std
-from dropkit.experiments.common import check, mnist_run, seed_list
-from dropkit.experiments.paper_values import CLAIMS, SRIVASTAVA_2014
+from dropkit_lab.engine.model import MLPConfig
+from dropkit_lab.engine.trainer import mc_errors
+from dropkit_lab.experiments.base import Experiment, RunSpec, mean_std
+from dropkit_lab.experiments.common import check, mnist_run, seed_list
+from dropkit_lab.experiments.paper_values import CLAIMS, SRIVASTAVA_2014
 
 PROFILES = {
     "smoke": {

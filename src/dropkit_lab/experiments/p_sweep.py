@@ -13,10 +13,10 @@ dropkit's p is a drop probability; the paper's p retains, so the paper's best re
 
 from __future__ import annotations
 
-from dropkit.engine.model import MLPConfig
-from dropkit.experiments.base import Experiment, RunSpec, mean_std
-from dropkit.experiments.common import check, mnist_run, seed_list
-from dropkit.experiments.paper_values import CLAIMS, SRIVASTAVA_2014
+from dropkit_lab.engine.model import MLPConfig
+from dropkit_lab.experiments.base import Experiment, RunSpec, mean_std
+from dropkit_lab.experiments.common import check, mnist_run, seed_list
+from dropkit_lab.experiments.paper_values import CLAIMS, SRIVASTAVA_2014
 
 PROFILES = {
     "smoke": {

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from dropkit.experiments.base import Experiment
+from dropkit_lab.experiments.base import Experiment
 
 __all__ = ["get_experiment", "list_experiments"]
 
 
 def _all() -> dict[str, Experiment]:
-    from dropkit.experiments.bn_variance_shift import BnVarianceShift
-    from dropkit.experiments.demo import Demo
-    from dropkit.experiments.dropconnect import DropConnectExperiment
-    from dropkit.experiments.features import Features
-    from dropkit.experiments.hinton2012_mnist import Hinton2012Mnist
-    from dropkit.experiments.mc_vs_scaling import McVsScaling
-    from dropkit.experiments.p_sweep import PSweep
-    from dropkit.experiments.srivastava2014_table2 import Srivastava2014Table2
+    from dropkit_lab.experiments.bn_variance_shift import BnVarianceShift
+    from dropkit_lab.experiments.demo import Demo
+    from dropkit_lab.experiments.dropconnect import DropConnectExperiment
+    from dropkit_lab.experiments.features import Features
+    from dropkit_lab.experiments.hinton2012_mnist import Hinton2012Mnist
+    from dropkit_lab.experiments.mc_vs_scaling import McVsScaling
+    from dropkit_lab.experiments.p_sweep import PSweep
+    from dropkit_lab.experiments.srivastava2014_table2 import Srivastava2014Table2
 
     experiments = [
         Demo(),

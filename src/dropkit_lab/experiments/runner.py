@@ -8,13 +8,22 @@ Layout of the output folder ``<out>/<experiment>/<profile>/``:
   another dropkit version), moved aside, never deleted, before the run is trained again.
 - ``damaged/<run_id>.<n>.json``: a result that could not be read (damaged, truncated, edited by
   hand: it fails its checksum), moved aside with a message before the run is trained again.
+- ``unverified/<run_id>.<n>.json``: a result without its checksum (an older dropkit, or a hand
+  edit that removed it): it cannot be verified, so it is moved aside, named, and the run trained
+  again; it is never re-signed. The checksum guards against accidents (a truncated copy, a
+  stray edit), not against someone who means to forge a result: anyone can recompute it.
 - ``checkpoints/<run_id>.pt``: the checkpoint of an unfinished run (a stopped run resumes from
   it); deleted once the run's JSON is written, and deleted with a message when unreadable.
 - ``summary.json``: tables, plots and checks over all runs, rewritten after every invocation.
 
 ``<out>/.dropkit-lock`` keeps a second runner out of the same folder while one works there; it
-names the holder (pid, host, command, start time). Ctrl-C or SIGTERM stops every worker at once
-and raises :class:`Interrupted`; finished runs are kept, and the same command resumes.
+names the holder (pid, host, command, start time). It is made as a new file (written under a
+temporary name, then hard-linked into place: never through a symbolic link, never truncated) and
+removed on exit; a symbolic link in its place is refused. Ctrl-C, SIGTERM or SIGHUP stops every
+worker at once and raises :class:`Interrupted`; finished runs are kept, and the same command
+resumes. A worker process that dies (killed by any signal, the out-of-memory killer's SIGKILL
+included, or exiting) is named with its run at once, the other workers are stopped, and
+:class:`WorkerDied` is raised; the same command resumes.
 """
 
 from __future__ import annotations
@@ -22,24 +31,30 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime
+import errno
 import fcntl
 import json
 import multiprocessing
 import os
+import pickle
 import platform
+import secrets
 import signal
 import socket
+import stat
 import sys
 import tempfile
 import threading
 import time
+import traceback
+from multiprocessing.connection import wait as wait_for_any
 from pathlib import Path
 
 import torch
 
 import dropkit
-from dropkit.data import load_dataset
-from dropkit.engine.jsonio import (
+from dropkit_lab.data import load_dataset
+from dropkit_lab.engine.jsonio import (
     DamagedFileError,
     UncheckedFileError,
     jsonable,
@@ -48,27 +63,29 @@ from dropkit.engine.jsonio import (
     write_json_atomic,
     write_record,
 )
-from dropkit.engine.specs import weights_digest
-from dropkit.engine.threads import (
+from dropkit_lab.engine.specs import weights_digest
+from dropkit_lab.engine.threads import (
     SMALL_WORK,
     choose_threads,
     passive_wait_environment,
     step_work,
 )
-from dropkit.engine.trainer import CheckpointError, train
-from dropkit.experiments.base import Experiment, RunSpec, mean_std
-from dropkit.experiments.registry import get_experiment
+from dropkit_lab.engine.trainer import CheckpointError, train
+from dropkit_lab.environment import speed_file
+from dropkit_lab.experiments.base import Experiment, RunSpec, mean_std
+from dropkit_lab.experiments.registry import get_experiment
+from dropkit_lab.text import plural
 
 __all__ = [
     "Interrupted",
     "OutputLock",
     "RunnerError",
+    "WorkerDied",
     "check_out",
     "experiment_dir",
     "learning_curves",
     "read_run",
     "run_experiment",
-    "speed_file",
 ]
 
 _DATA_CACHE: dict = {}
@@ -76,21 +93,47 @@ LOCK_NAME = ".dropkit-lock"
 RUN_KEYS = ("spec", "test_error", "test_errors", "n_test", "history", "measures", "train_seconds")
 #: Runs shorter than this are mostly start-up; they do not teach the machine's speed.
 _SPEED_MIN_SECONDS = 5.0
+#: Per-run speeds kept per size class in the speed file (their spread is the estimates' error).
+_SPEED_SAMPLES = 20
+#: The signals that stop a run (one line, finished runs kept, the same command resumes).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class RunnerError(RuntimeError):
     """A problem the user can fix (the output folder, a lock held, a device): one clear line."""
 
 
+class WorkerDied(RunnerError):
+    """A worker process died while it trained a run (killed by a signal, or it exited); the
+    other workers were stopped, finished runs are kept, and the same command resumes."""
+
+    exit_code = 1
+
+    def __init__(self, run: str, how: str, finished: int, total: int, root: Path) -> None:
+        self.run, self.how = run, how
+        super().__init__(
+            f"the worker process training {run} died ({how}); the other workers were stopped. "
+            f"{finished} of {plural(total, 'run')} finished (kept in {root / 'runs'}); run the "
+            "same command again to resume"
+        )
+
+
+class _WorkerDied(Exception):
+    def __init__(self, run: str, how: str) -> None:
+        super().__init__(run, how)
+        self.run, self.how = run, how
+
+
 class Interrupted(KeyboardInterrupt):
-    """The run was stopped by SIGINT or SIGTERM; every worker is gone, finished runs are kept."""
+    """The run was stopped by SIGINT, SIGTERM or SIGHUP; every worker is gone, finished runs are
+    kept."""
 
     def __init__(self, signum: int, finished: int, total: int, root: Path) -> None:
         self.signum, self.finished, self.total, self.root = signum, finished, total, root
         name = signal.Signals(signum).name
         super().__init__(
-            f"stopped by {name}: {finished} of {total} runs finished (kept in {root / 'runs'}); "
-            "run the same command again to resume"
+            f"stopped by {name}: {finished} of {plural(total, 'run')} finished (kept in "
+            f"{root / 'runs'}); run the same command again to resume"
         )
 
     @property
@@ -106,18 +149,18 @@ class _Stop(BaseException):
 
 @contextlib.contextmanager
 def _stop_on_signals():
-    """Turn the first SIGINT/SIGTERM into :class:`_Stop` in the main thread; later ones are
-    ignored until the stop is handled. Outside the main thread nothing changes."""
+    """Turn the first of :data:`STOP_SIGNALS` into :class:`_Stop` in the main thread; later ones
+    are ignored until the stop is handled. Outside the main thread nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for s in STOP_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
         raise _Stop(signum)
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
         yield
     finally:
@@ -132,6 +175,8 @@ def experiment_dir(out: str | os.PathLike, name: str, profile: str) -> Path:
 def check_out(out: str | os.PathLike) -> Path:
     """``out`` as a folder this process can write to (made if missing); :class:`RunnerError`
     naming the folder and the reason otherwise. Checked before anything trains."""
+    if not str(out).strip():
+        raise RunnerError("--out is empty: name a folder for the results (default: dropkit-runs)")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise RunnerError(f"--out {out} is a file, not a folder; choose a folder")
@@ -151,12 +196,39 @@ def check_out(out: str | os.PathLike) -> Path:
     return out
 
 
+def _missing_folders(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.exists() or folder.is_symlink():
+            break
+        missing.append(folder)
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> list[Path]:
+    """Remove those of ``folders`` (deepest first) that are empty; returns the removed ones."""
+    removed = []
+    for folder in folders:
+        try:
+            folder.rmdir()  # only ever removes an empty folder
+        except FileNotFoundError:
+            continue
+        except OSError:
+            break
+        removed.append(folder)
+    return removed
+
+
 class OutputLock:
     """An exclusive lock on an output folder (``flock`` on ``<out>/.dropkit-lock``).
 
-    The file names the holder: pid, host, command and start time. The lock dies with its process;
-    a lock file still naming a process that ended without releasing it is taken over with a
-    message. Use as a context manager."""
+    The file names the holder: pid, host, command and start time. It is made under a temporary
+    name (``O_CREAT | O_EXCL | O_NOFOLLOW``), locked and written there, then hard-linked into
+    place, so the lock file is never opened through a symbolic link, never truncated, and never
+    seen empty; it is removed on release. The lock dies with its process: a lock file whose
+    holder ended without releasing it is taken over with a message. A symbolic link (or anything
+    but a plain file) in its place is refused, untouched. Use as a context manager."""
 
     def __init__(self, out: str | os.PathLike, say=None) -> None:
         self.path = Path(out) / LOCK_NAME
@@ -164,38 +236,103 @@ class OutputLock:
         self.fd: int | None = None
 
     def __enter__(self) -> OutputLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _describe_holder(os.pread(fd, 65536, 0))
-            os.close(fd)
-            raise RunnerError(
-                f"another dropkit run is using {self.path.parent}: {holder}; wait for it to "
-                "finish, or choose another --out"
-            ) from None
-        stale = os.pread(fd, 65536, 0)
-        if stale.strip():
-            self.say(
-                f"taking over the lock {self.path} of a run that ended without releasing it "
-                f"({_describe_holder(stale)})"
+        for _ in range(100):  # another process may replace the file between two looks
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except FileNotFoundError:
+                if self._create():
+                    return self
+                continue
+            except OSError as exc:
+                raise self._refuse(exc) from None
+            try:
+                if not _is_plain_file(fd):
+                    raise RunnerError(
+                        f"{self.path} is not a plain file, so not dropkit's lock; remove it or "
+                        "choose another --out"
+                    )
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    holder = _describe_holder(os.pread(fd, 65536, 0))
+                    raise RunnerError(
+                        f"another dropkit run is using {self.path.parent}: {holder}; wait for it "
+                        "to finish, or choose another --out"
+                    ) from None
+                if not self._names(fd):
+                    continue  # released and removed (or replaced) meanwhile: look again
+                stale = os.pread(fd, 65536, 0)
+                if stale.strip():
+                    self.say(
+                        f"taking over the lock {self.path} of a run that ended without releasing "
+                        f"it ({_describe_holder(stale)})"
+                    )
+                os.unlink(self.path)  # the name only; its content is left as it was
+            finally:
+                os.close(fd)
+        raise RunnerError(f"{self.path} keeps changing: another program is using {self.path}")
+
+    def _refuse(self, exc: OSError) -> RunnerError:
+        if exc.errno == errno.ELOOP:
+            return RunnerError(
+                f"{self.path} is a symbolic link, not dropkit's lock (dropkit neither follows "
+                "nor writes through it); remove it or choose another --out"
             )
+        return RunnerError(
+            f"{self.path} cannot be opened ({exc.strerror or exc}); remove it or choose another "
+            "--out"
+        )
+
+    def _names(self, fd: int) -> bool:
+        """Whether :attr:`path` still names the file open as ``fd``."""
+        try:
+            here = os.lstat(self.path)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(fd)
+        return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)
+
+    def _create(self) -> bool:
+        """Make the lock file, locked and written, in one step; False when another process made
+        one first."""
         info = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "command": " ".join(sys.argv),
             "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        temporary = self.path.with_name(f"{LOCK_NAME}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(temporary, flags, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody else knows this file yet
+            os.write(fd, (json.dumps(info) + "\n").encode())
+            try:
+                os.link(temporary, self.path, follow_symlinks=False)
+            except FileExistsError:
+                os.close(fd)
+                return False
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            raise
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
         self.fd = fd
-        return self
+        return True
 
     def __exit__(self, *exc) -> None:
         if self.fd is not None:
-            os.ftruncate(self.fd, 0)
+            if self._names(self.fd):
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
             os.close(self.fd)  # closing releases the flock
             self.fd = None
+
+
+def _is_plain_file(fd: int) -> bool:
+    return stat.S_ISREG(os.fstat(fd).st_mode)
 
 
 def _describe_holder(raw: bytes) -> str:
@@ -208,19 +345,15 @@ def _describe_holder(raw: bytes) -> str:
         return "holder unknown (the lock file is unreadable)"
 
 
-def speed_file() -> Path:
-    """Where the runner keeps this machine's measured training speed (for ``dropkit run
-    --help``): ``$DROPKIT_CACHE/speed.json``, default ``~/.cache/dropkit/speed.json``."""
-    return Path(os.environ.get("DROPKIT_CACHE") or "~/.cache/dropkit").expanduser() / "speed.json"
-
-
 def size_class(spec: RunSpec) -> str:
     """``"small"`` when the largest matmul of a step is below ``SMALL_WORK``, else ``"large"``."""
     return "small" if step_work(spec.train.batch_size, spec.layer_sizes()) < SMALL_WORK else "large"
 
 
 def _record_speed(records: list[tuple[RunSpec, dict]]) -> None:
-    """Keep the training speed of this invocation's runs, per size class, in :func:`speed_file`."""
+    """Keep the speed (multiply-adds per second of training and measuring) of this invocation's
+    runs, per size class, in :func:`~dropkit_lab.environment.speed_file`: the last
+    :data:`_SPEED_SAMPLES` runs' speeds, whose median and spread the estimates use."""
     path = speed_file()
     try:
         speeds = json.loads(path.read_text())
@@ -229,12 +362,27 @@ def _record_speed(records: list[tuple[RunSpec, dict]]) -> None:
         speeds = {}
     now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     for size in ("small", "large"):
-        timed = [(s.work(), r["train_seconds"]) for s, r in records if size_class(s) == size]
-        timed = [(w, t) for w, t in timed if t >= _SPEED_MIN_SECONDS]
-        if timed:
-            speed = sum(w for w, _ in timed) / sum(t for _, t in timed)
-            speeds[size] = {"multiply_adds_per_second": speed, "runs": len(timed), "measured": now}
+        timed = [
+            (s.work(), r["train_seconds"] + r.get("measure_seconds", 0.0))
+            for s, r in records
+            if size_class(s) == size
+        ]
+        new = [w / t for w, t in timed if t >= _SPEED_MIN_SECONDS]
+        if not new:
+            continue
+        entry = speeds.get(size) if isinstance(speeds.get(size), dict) else {}
+        old = entry.get("samples", [])
+        old = (
+            [float(v) for v in old if isinstance(v, (int, float))] if isinstance(old, list) else []
+        )
+        samples = (old + new)[-_SPEED_SAMPLES:]
+        speeds[size] = {
+            "multiply_adds_per_second": sorted(samples)[len(samples) // 2],
+            "samples": samples,
+            "measured": now,
+        }
     with contextlib.suppress(OSError):  # a cache, never worth failing a run
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, speeds)
 
 
@@ -310,7 +458,7 @@ def _execute(
             "dropkit": dropkit.__version__,
             "torch": torch.__version__,
             "python": platform.python_version(),
-            "threads": torch.get_num_threads(),
+            "threads": result.threads,
             "device": device,
         },
     }
@@ -330,7 +478,8 @@ def _move_aside(path: Path, folder: Path) -> Path:
 
 
 def read_run(path: str | os.PathLike) -> dict:
-    """A stored run, verified (:class:`~dropkit.engine.jsonio.DamagedFileError` if it is not)."""
+    """A stored run, verified (:class:`~dropkit_lab.engine.jsonio.DamagedFileError` if it is
+    not)."""
     try:
         record = read_record(path, RUN_KEYS)
     except UncheckedFileError as exc:
@@ -351,13 +500,15 @@ def _finished(root: Path, spec: RunSpec) -> bool:
         return False
     try:
         record = read_run(path)
-    except UncheckedFileError as exc:
-        # A result of a dropkit from before checksums: kept when it is this very run.
-        if exc.record["spec"] == jsonable(spec.to_dict()):
-            write_record(path, exc.record)
-            _say(f"{path} has no checksum (an older dropkit wrote it); kept, checksum added")
-            return True
-        record = exc.record
+    except UncheckedFileError:
+        # Written by a dropkit from before checksums, or edited and its checksum removed: nothing
+        # can tell which, so it is not trusted (nor re-signed).
+        aside = _move_aside(path, root / "unverified")
+        _say(
+            f"{path} has no checksum, so it cannot be verified (an older dropkit wrote it, or it "
+            f"was edited): moved to {aside}, training {spec.run_id} again"
+        )
+        return False
     except DamagedFileError as exc:
         aside = _move_aside(path, root / "damaged")
         _say(f"{path} {exc.reason}: moved to {aside}, training {spec.run_id} again")
@@ -383,6 +534,7 @@ def _worker_init(threads: int, parent: int) -> None:
     # The runner stops its workers itself (SIGTERM); a Ctrl-C sent to the whole process group
     # must not make each of them print a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal: the runner stops us
     _set_parent_death_signal()
     if os.getppid() != parent:  # the parent died before the death signal was armed
         os._exit(1)
@@ -394,6 +546,28 @@ def _worker(args):
     return spec.run_id, _execute(
         get_experiment(name), spec, profile, root, data_dir, device, progress
     )
+
+
+def _pool_worker(conn, threads: int, parent: int) -> None:
+    """A worker process: train each job the runner sends, answer ``("done", run_id, record)``
+    or ``("error", run_id, pickled exception or None, traceback)``; ``None`` ends it."""
+    _worker_init(threads, parent)
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        try:
+            run_id, record = _worker(job)
+            conn.send(("done", run_id, record))
+        except BaseException as exc:
+            try:
+                payload = pickle.dumps(exc)
+            except Exception:
+                payload = None
+            conn.send(("error", job[1].run_id, payload, traceback.format_exc()))
 
 
 def _say(text: str) -> None:
@@ -417,22 +591,27 @@ def run_experiment(
     quiet: bool = False,
     progress: str = "auto",
     echo=print,
+    threads: int | None = None,
 ) -> dict:
     """Run every pending run of experiment ``name`` and return (and write) its summary.
 
     ``workers > 1`` trains independent runs in that many processes. Each process's torch threads
-    follow the size of the nets and the machine's load (:mod:`dropkit.engine.threads`).
+    follow the size of the nets and the machine's load (:mod:`dropkit_lab.engine.threads`), or
+    are ``threads`` when given; a resumed run keeps the count its checkpoint recorded.
     ``quiet`` turns progress bars into nothing but a line per finished run. ``echo`` receives the
     printable summary (None: print nothing).
 
     Raises :class:`RunnerError` (output folder unusable, another runner holds it, device
-    unavailable) before anything trains, and :class:`Interrupted` on SIGINT/SIGTERM once every
-    worker has stopped.
+    unavailable) before anything trains, :class:`WorkerDied` when a worker process died, and
+    :class:`Interrupted` on SIGINT/SIGTERM/SIGHUP once every worker has stopped. A run that fails
+    before any result is written leaves no folder it made behind.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if seeds is not None and seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
     experiment = get_experiment(name)
     if profile not in experiment.profiles:
         raise ValueError(
@@ -445,34 +624,45 @@ def run_experiment(
         )
     seeds = seeds if seeds is not None else experiment.default_seeds[profile]
     specs = experiment.runs(profile, seeds)
+    made = _missing_folders(Path(out)) if str(out).strip() else []
     out = check_out(out)
-    with OutputLock(out), _stop_on_signals():
-        root = experiment_dir(out, name, profile)
-        try:
-            return _run_locked(
-                experiment, profile, seeds, specs, root, data_dir, device, workers, quiet,
-                progress, echo,
-            )  # fmt: skip
-        except _Stop as stop:
-            remove_stale_temporaries(root, lambda text: None)
-            finished = sum((root / "runs" / f"{s.run_id}.json").is_file() for s in specs)
-            raise Interrupted(stop.signum, finished, len(specs), root) from None
+    root = experiment_dir(out, name, profile)
+    made = _missing_folders(root) + made  # deepest first
+    try:
+        with OutputLock(out), _stop_on_signals():
+            try:
+                return _run_locked(
+                    experiment, profile, seeds, specs, root, data_dir, device, workers, quiet,
+                    progress, echo, threads,
+                )  # fmt: skip
+            except _Stop as stop:
+                remove_stale_temporaries(root, lambda text: None)
+                finished = sum((root / "runs" / f"{s.run_id}.json").is_file() for s in specs)
+                raise Interrupted(stop.signum, finished, len(specs), root) from None
+            except _WorkerDied as died:
+                remove_stale_temporaries(root, lambda text: None)
+                finished = sum((root / "runs" / f"{s.run_id}.json").is_file() for s in specs)
+                raise WorkerDied(died.run, died.how, finished, len(specs), root) from None
+    except BaseException:
+        _remove_empty(made)  # what this invocation made and left empty (the lock is gone)
+        raise
 
 
 def _run_locked(
-    experiment, profile, seeds, specs, root, data_dir, device, workers, quiet, progress, echo
-) -> dict:
+    experiment, profile, seeds, specs, root, data_dir, device, workers, quiet, progress, echo,
+    threads,
+) -> dict:  # fmt: skip
     if root.exists():
         remove_stale_temporaries(root, _say)
     pending = [s for s in specs if not _finished(root, s)]
     # This process's threads (preamble, serial training, measurements) follow the work and load;
     # with workers it only does the preamble.
     saved = torch.get_num_threads()
-    torch.set_num_threads(_threads(pending or specs, 1 if workers == 1 else workers))
+    torch.set_num_threads(threads or _threads(pending or specs, 1 if workers == 1 else workers))
     try:
         return _train_and_summarize(
             experiment, profile, seeds, specs, pending, root, data_dir, device, workers, quiet,
-            progress, echo,
+            progress, echo, threads,
         )  # fmt: skip
     finally:
         torch.set_num_threads(saved)
@@ -480,16 +670,17 @@ def _run_locked(
 
 def _train_and_summarize(
     experiment, profile, seeds, specs, pending, root, data_dir, device, workers, quiet, progress,
-    echo,
+    echo, threads,
 ) -> dict:  # fmt: skip
     name = experiment.name
     preamble = experiment.preamble()
     if preamble is not None and echo is not None:
-        from dropkit.report import render_table_text
+        from dropkit_lab.report import render_table_text
 
         echo(render_table_text(preamble))
     done = len(specs) - len(pending)
-    _say(f"{name} [{profile}]: {len(specs)} runs, {done} already done, {len(pending)} to go")
+    total = plural(len(specs), "run")
+    _say(f"{name} [{profile}]: {total}, {done} already done, {len(pending)} to go")
     if pending:
         # Fail early (and download once) before any worker starts.
         for dataset in {s.dataset for s in pending}:
@@ -504,8 +695,9 @@ def _train_and_summarize(
             _say(_finished_line(record, done + i + 1, len(specs)))
     else:
         finished = _run_parallel(
-            experiment, profile, pending, root, data_dir, device, workers, quiet, done, len(specs)
-        )
+            experiment, profile, pending, root, data_dir, device, workers, quiet, done, len(specs),
+            threads,
+        )  # fmt: skip
     wall = time.perf_counter() - t0
     _record_speed(finished)
     results = []
@@ -529,45 +721,108 @@ def _train_and_summarize(
             "wall_seconds_this_invocation": wall,
             "workers": workers,
             "preamble": preamble,
+            # What the summary was computed from: `dropkit report` checks the run files against it.
+            "run_sha256": {r["spec"]["run_id"]: r["sha256"] for r in results},
         }
     )
     write_record(root / "summary.json", summary)
     if echo is not None:
-        from dropkit.report import render_summary_text
+        from dropkit_lab.report import render_summary_text
 
         echo(render_summary_text(summary))
     return summary
 
 
-def _run_parallel(experiment, profile, pending, root, data_dir, device, workers, quiet, done, n):
-    """Train ``pending`` in ``workers`` spawned processes. On :class:`_Stop` (a signal) every
-    worker is terminated and joined before the stop propagates."""
+def _how_it_died(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() else ""
+        hint = ", as the out-of-memory killer does" if -exitcode == signal.SIGKILL else ""
+        return f"killed by {name or 'signal ' + str(-exitcode)}{hint}"
+    return f"exited with status {exitcode}"
+
+
+def _run_parallel(
+    experiment, profile, pending, root, data_dir, device, workers, quiet, done, n, threads=None
+):
+    """Train ``pending`` in ``workers`` spawned processes, one run at a time each. The runner
+    watches every worker's process as well as its answers: a worker that dies is named with its
+    run within a second, and :class:`_WorkerDied` raised. On that or on :class:`_Stop` (a
+    signal) every worker is terminated and joined before it propagates."""
     workers = min(workers, len(pending))
-    threads = _threads(pending, workers)
+    threads = threads or _threads(pending, workers)
     bar = "none" if quiet else "plain"
     by_id = {s.run_id: s for s in pending}
     passive_wait_environment()  # the workers' OpenMP threads sleep when idle
     context = multiprocessing.get_context("spawn")
-    pool = context.Pool(workers, initializer=_worker_init, initargs=(threads, os.getpid()))
+    jobs = [(experiment.name, s, profile, root, data_dir, device, bar) for s in pending]
+    jobs.reverse()  # popped from the end: in order
+    procs, conns, busy = [], [], {}  # busy: index -> run_id
     finished = []
     try:
-        jobs = [(experiment.name, s, profile, root, data_dir, device, bar) for s in pending]
-        results = pool.imap_unordered(_worker, jobs)
-        for i in range(len(jobs)):
-            while True:
-                try:
-                    run_id, record = results.next(timeout=0.5)
-                    break
-                except multiprocessing.TimeoutError:
-                    continue
-            finished.append((by_id[run_id], record))
-            _say(_finished_line(record, done + i + 1, n))
-        pool.close()
-    except BaseException:
-        pool.terminate()  # SIGTERM to every worker: they stop within the current operation
-        raise
+        for _ in range(workers):
+            mine, theirs = context.Pipe()
+            proc = context.Process(
+                target=_pool_worker, args=(theirs, threads, os.getpid()), daemon=True
+            )
+            proc.start()
+            theirs.close()
+            procs.append(proc)
+            conns.append(mine)
+        for i in range(workers):
+            job = jobs.pop()
+            conns[i].send(job)
+            busy[i] = job[1].run_id
+        while busy:
+            watched = [conns[i] for i in busy] + [procs[i].sentinel for i in busy]
+            wait_for_any(watched, timeout=1.0)
+            for i in list(busy):
+                message = None
+                if conns[i].poll():
+                    try:
+                        message = conns[i].recv()
+                    except (EOFError, OSError):
+                        message = None
+                if message is None:
+                    if procs[i].is_alive():
+                        continue
+                    procs[i].join(1)
+                    time.sleep(0.2)  # a stop signal sent to the whole group is handled first
+                    how = _how_it_died(procs[i].exitcode)
+                    run = f"{experiment.name}/{busy[i]}"
+                    _say(f"worker process {procs[i].pid} training {run} died ({how})")
+                    raise _WorkerDied(run, how)
+                if message[0] == "error":
+                    _, run_id, payload, text = message
+                    try:
+                        error = pickle.loads(payload) if payload is not None else None
+                    except Exception:
+                        error = None
+                    if isinstance(error, BaseException):
+                        raise error
+                    raise RuntimeError(f"worker training {run_id} failed:\n{text}")
+                _, run_id, record = message
+                finished.append((by_id[run_id], record))
+                _say(_finished_line(record, done + len(finished), n))
+                if jobs:
+                    job = jobs.pop()
+                    conns[i].send(job)
+                    busy[i] = job[1].run_id
+                else:
+                    del busy[i]
+                    with contextlib.suppress(OSError):
+                        conns[i].send(None)
     finally:
-        pool.join()
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()  # SIGTERM: it stops within the current operation
+        deadline = time.monotonic() + 10
+        for proc in procs:
+            proc.join(max(0.1, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+        for conn in conns:
+            conn.close()
     return finished
 
 

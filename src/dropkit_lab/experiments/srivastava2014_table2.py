@@ -3,8 +3,9 @@
 Logistic vs ReLU units, with and without max-norm, 1024 and 2048 units (the paper profile adds the
 2x4096 and 2x8192 rows). Dropout nets drop 20% of the inputs and 50% of the hidden units. Recipe of
 appendix B.1 where it differs from Hinton et al. 2012: final momentum 0.95 and max-norm c = 2;
-learning rate 1.0 (the published 10 collapses here, see :mod:`dropkit.experiments.hinton2012_mnist`)
-decaying 0.998 per epoch, momentum ramp 0.5 -> 0.95. Rows without max-norm use the same rate.
+learning rate 1.0 (the published 10 collapses here, see
+:mod:`dropkit_lab.experiments.hinton2012_mnist`) decaying 0.998 per epoch, momentum ramp
+0.5 -> 0.95. Rows without max-norm use the same rate.
 The standard-net row is a plain logistic 2x800 net without dropout.
 
 The quick profile cannot show max-norm's gain. Measured on it (ReLU dropout net, 2 seeds, test
@@ -18,10 +19,10 @@ use 0.5, the best rate for the net without max-norm.
 
 from __future__ import annotations
 
-from dropkit.engine.model import MLPConfig
-from dropkit.experiments.base import Experiment, RunSpec
-from dropkit.experiments.common import check, error_table, group_means, mnist_run, seed_list
-from dropkit.experiments.paper_values import SRIVASTAVA_2014, SRIVASTAVA_2014_TABLE2
+from dropkit_lab.engine.model import MLPConfig
+from dropkit_lab.experiments.base import Experiment, RunSpec
+from dropkit_lab.experiments.common import check, error_table, group_means, mnist_run, seed_list
+from dropkit_lab.experiments.paper_values import SRIVASTAVA_2014, SRIVASTAVA_2014_TABLE2
 
 # row -> (activation, layers, width, dropout, max-norm)
 ROWS = {
@@ -148,7 +149,8 @@ class Srivastava2014Table2(Experiment):
                     "dropout net without max-norm in this profile. Max-norm's gain in the paper "
                     "comes from training at large learning rates over a long schedule; here it "
                     "moves the error by about the seeds' spread (rates tried: module docstring "
-                    "of dropkit.experiments.srivastava2014_table2), so its check may go either way."
+                    "of dropkit_lab.experiments.srivastava2014_table2), so its check may go either "
+                    "way."
                 )
         return {
             "tables": [table],

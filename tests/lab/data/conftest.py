@@ -6,7 +6,7 @@ import threading
 import numpy as np
 import pytest
 
-from dropkit.data.mnist import IdxDatasetSpec, IdxFile
+from dropkit_lab.data.mnist import IdxDatasetSpec, IdxFile
 
 
 def _idx_bytes(array: np.ndarray) -> bytes:

@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from dropkit.data import DownloadError, download
+from dropkit_lab.data import DownloadError, download
 
 PAYLOAD = bytes(range(256)) * 5000  # 1.28 MB: more than one read chunk
 MD5 = hashlib.md5(PAYLOAD).hexdigest()

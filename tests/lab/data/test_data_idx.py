@@ -3,8 +3,8 @@ import gzip
 import numpy as np
 import pytest
 
-from dropkit.data import IdxFormatError, read_idx
-from dropkit.data.idx import parse_idx
+from dropkit_lab.data import IdxFormatError, read_idx
+from dropkit_lab.data.idx import parse_idx
 
 
 @pytest.mark.parametrize("compress", [False, True])

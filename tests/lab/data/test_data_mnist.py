@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from dropkit.data import (
+from dropkit_lab.data import (
     CorruptFileError,
     DatasetNotFoundError,
     load_dataset,
     load_digits,
     load_idx_dataset,
 )
-from dropkit.data.mnist import FASHION_MNIST, default_data_dir
+from dropkit_lab.data.mnist import FASHION_MNIST, default_data_dir
 
 DEBIAN_FASHION = Path(FASHION_MNIST.system_dirs[0])
 
@@ -122,7 +122,7 @@ def mnist(mnist_dir):
 
 
 def test_failed_download_into_the_default_folder_says_so_and_leaves_nothing(tmp_path, monkeypatch):
-    from dropkit.data.mnist import MNIST, DatasetNotFoundError, load_idx_dataset
+    from dropkit_lab.data.mnist import MNIST, DatasetNotFoundError, load_idx_dataset
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("DROPKIT_DATA", raising=False)

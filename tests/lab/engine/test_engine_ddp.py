@@ -47,7 +47,7 @@ def launch(tmp_path, name, nproc):
         "--standalone",
         f"--nproc_per_node={nproc}",
         "-m",
-        "dropkit.engine.launch",
+        "dropkit_lab.engine.launch",
         str(path),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 import dropkit.nn as dnn
-from dropkit.engine import MLPConfig, build_mlp
+from dropkit_lab.engine import MLPConfig, build_mlp
 
 
 def kinds(model):

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from dropkit.engine import HintonSGD, Schedule, apply_max_norm
+from dropkit_lab.engine import HintonSGD, Schedule, apply_max_norm
 
 
 def test_schedule_hinton_2012():

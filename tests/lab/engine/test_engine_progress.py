@@ -2,7 +2,7 @@ import io
 
 import pytest
 
-from dropkit.engine.progress import PlainProgress, SilentProgress, make_progress
+from dropkit_lab.engine.progress import PlainProgress, SilentProgress, make_progress
 
 
 def record(epoch, test_error=0.1):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dropkit.engine.threads import (
+from dropkit_lab.engine.threads import (
     SMALL_WORK,
     WAIT_ENVIRONMENT,
     available_cores,
@@ -64,14 +64,16 @@ def test_cli_run_sets_passive_wait_before_torch_starts(tmp_path):
     """The workers and torch's own pool see the setting: it is in os.environ before torch."""
     code = (
         "import os, sys\n"
-        "import dropkit_cli\n"
-        "import dropkit.experiments\n"
+        "import dropkit_lab.cli\n"
+        "import dropkit_lab.experiments\n"
         "def fake(*a, **k):\n"
         "    print(os.environ.get('OMP_WAIT_POLICY'))\n"
         "    raise SystemExit(0)\n"
-        "dropkit.experiments.run_experiment = fake\n"
-        f"dropkit_cli.main(['run', 'demo', '--out', {str(tmp_path)!r}])\n"
+        "dropkit_lab.experiments.run_experiment = fake\n"
+        f"dropkit_lab.cli.main(['run', 'demo', '--out', {str(tmp_path)!r}])\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in WAIT_ENVIRONMENT}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
     assert proc.stdout.strip() == "PASSIVE", proc.stderr

@@ -7,9 +7,9 @@ import textwrap
 import pytest
 import torch
 
-from dropkit.data import load_digits
-from dropkit.engine import MLPConfig, Schedule, TrainConfig, mc_errors, train
-from dropkit.engine.specs import weights_digest
+from dropkit_lab.data import load_digits
+from dropkit_lab.engine import MLPConfig, Schedule, TrainConfig, mc_errors, train
+from dropkit_lab.engine.specs import weights_digest
 
 DATA = load_digits().subset(400, 200)
 MODEL = MLPConfig(64, (48, 48), 10, method="dropout", input_p=0.2, hidden_p=0.5, init_std=0.1)
@@ -94,10 +94,10 @@ def test_mc_errors_without_noise_equal_deterministic_and_converge_with_noise():
 SETUP = textwrap.dedent(
     """
     import torch
-    from dropkit.data import load_digits
-    from dropkit.engine import MLPConfig, Schedule, TrainConfig, train
-    from dropkit.engine.progress import Progress
-    from dropkit.engine.specs import weights_digest
+    from dropkit_lab.data import load_digits
+    from dropkit_lab.engine import MLPConfig, Schedule, TrainConfig, train
+    from dropkit_lab.engine.progress import Progress
+    from dropkit_lab.engine.specs import weights_digest
 
     def setup(epochs):
         data = load_digits().subset(600, 200)

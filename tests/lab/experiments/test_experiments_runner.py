@@ -1,9 +1,10 @@
 import pytest
+import torch
 
-from dropkit.data import load_digits
-from dropkit.engine.jsonio import read_json
-from dropkit.engine.trainer import train
-from dropkit.experiments import PROFILES, get_experiment, list_experiments, run_experiment
+from dropkit_lab.data import load_digits
+from dropkit_lab.engine.jsonio import read_json
+from dropkit_lab.engine.trainer import train
+from dropkit_lab.experiments import PROFILES, get_experiment, list_experiments, run_experiment
 
 NAMES = [
     "demo",
@@ -53,7 +54,7 @@ def test_demo_smoke_writes_runs_and_summary_and_skips_finished(tmp_path, capsys)
 
 
 def test_result_of_another_configuration_is_moved_aside_and_rerun(tmp_path, monkeypatch):
-    from dropkit.experiments import demo
+    from dropkit_lab.experiments import demo
 
     run_experiment("demo", "smoke", out=tmp_path, quiet=True, progress="none", echo=None)
     root = tmp_path / "demo" / "smoke"
@@ -66,20 +67,55 @@ def test_result_of_another_configuration_is_moved_aside_and_rerun(tmp_path, monk
         assert read_json(root / "superseded" / name.replace(".json", ".1.json")) == record
 
 
+def _run(tmp_path, name, **kwargs):
+    return run_experiment(
+        "demo", "smoke", out=tmp_path / name, quiet=True, progress="none", echo=None, **kwargs
+    )
+
+
+def _record(tmp_path, name, run_id):
+    return read_json(tmp_path / name / "demo" / "smoke" / "runs" / f"{run_id}.json")
+
+
 def test_killed_run_resumes_from_its_checkpoint(tmp_path):
+    """Both sides pinned to one thread: the verdict depends neither on the load nor the cores."""
     experiment = get_experiment("demo")
     spec = experiment.runs("smoke", 1)[1]
     data = load_digits().subset(spec.train_size, spec.test_size)
-    clean = run_experiment("demo", "smoke", out=tmp_path / "clean", quiet=True, echo=None)
+    clean = _run(tmp_path, "clean", threads=1)
     assert clean["runs"] >= 2
     # A run "killed" after one epoch leaves its checkpoint; the runner picks it up.
     ckpt = tmp_path / "killed" / "demo" / "smoke" / "checkpoints" / f"{spec.run_id}.pt"
+    torch.set_num_threads(1)
     train(spec.model, spec.train, data, checkpoint=ckpt, progress="none", stop_after=1)
-    run_experiment("demo", "smoke", out=tmp_path / "killed", quiet=True, echo=None)
-    a = read_json(tmp_path / "clean" / "demo" / "smoke" / "runs" / f"{spec.run_id}.json")
-    b = read_json(tmp_path / "killed" / "demo" / "smoke" / "runs" / f"{spec.run_id}.json")
+    _run(tmp_path, "killed", threads=1)
+    a = _record(tmp_path, "clean", spec.run_id)
+    b = _record(tmp_path, "killed", spec.run_id)
     assert b["resumed_from_epoch"] == 1 and a["resumed_from_epoch"] == 0
+    assert a["environment"]["threads"] == b["environment"]["threads"] == 1
     assert a["weights_sha256"] == b["weights_sha256"]
+
+
+def test_a_resumed_run_keeps_the_thread_count_of_its_checkpoint(tmp_path):
+    """The runner would pick 1 thread (or whatever the load allows); the checkpoint says 2, and
+    the resumed run ends bit for bit where an uninterrupted 2-thread run ends."""
+    experiment = get_experiment("demo")
+    spec = experiment.runs("smoke", 1)[1]
+    data = load_digits().subset(spec.train_size, spec.test_size)
+    torch.set_num_threads(2)
+    whole = train(spec.model, spec.train, data, progress="none")
+    assert whole.threads == 2
+    ckpt = tmp_path / "killed" / "demo" / "smoke" / "checkpoints" / f"{spec.run_id}.pt"
+    train(spec.model, spec.train, data, checkpoint=ckpt, progress="none", stop_after=1)
+    assert torch.load(ckpt, weights_only=True)["threads"] == 2
+    torch.set_num_threads(3)
+    _run(tmp_path, "killed", threads=1)
+    assert torch.get_num_threads() == 3  # the caller's count is restored
+    resumed = _record(tmp_path, "killed", spec.run_id)
+    assert resumed["resumed_from_epoch"] == 1 and resumed["environment"]["threads"] == 2
+    from dropkit_lab.engine.specs import weights_digest
+
+    assert resumed["weights_sha256"] == weights_digest(whole.model)
 
 
 def test_bad_arguments(tmp_path):
@@ -93,9 +129,12 @@ def test_bad_arguments(tmp_path):
 
 @pytest.mark.slow
 def test_parallel_workers_give_the_same_runs(tmp_path):
-    serial = run_experiment("demo", "smoke", seeds=2, out=tmp_path / "a", quiet=True, echo=None)
+    # Threads pinned on both sides: the same runs bit for bit, whatever the load or the cores.
+    serial = run_experiment(
+        "demo", "smoke", seeds=2, out=tmp_path / "a", quiet=True, echo=None, threads=1
+    )
     parallel = run_experiment(
-        "demo", "smoke", seeds=2, out=tmp_path / "b", workers=2, quiet=True, echo=None
+        "demo", "smoke", seeds=2, out=tmp_path / "b", workers=2, quiet=True, echo=None, threads=1
     )
     assert parallel["runs"] == serial["runs"]
     names_a = sorted(p.name for p in (tmp_path / "a" / "demo" / "smoke" / "runs").iterdir())
@@ -104,8 +143,8 @@ def test_parallel_workers_give_the_same_runs(tmp_path):
     for name in names_a:
         a = read_json(tmp_path / "a" / "demo" / "smoke" / "runs" / name)
         b = read_json(tmp_path / "b" / "demo" / "smoke" / "runs" / name)
-        # Other thread counts may change float summation order, never the masks or the data.
-        assert abs(a["test_error"] - b["test_error"]) <= 0.02
+        assert a["environment"]["threads"] == b["environment"]["threads"] == 1
+        assert a["weights_sha256"] == b["weights_sha256"] and a["test_error"] == b["test_error"]
 
 
 @pytest.mark.parametrize("name", NAMES[1:])
@@ -127,26 +166,49 @@ def test_mnist_smoke_profiles(name, tmp_path, mnist_dir):
         assert c["holds"] in (True, False, None) and c["claim"]
 
 
-def test_results_of_an_older_dropkit_without_checksum_are_kept(tmp_path, capsys):
+def test_results_without_checksum_are_named_unverified_and_retrained(tmp_path, capsys):
     import json
 
-    from dropkit.engine.jsonio import read_record
-    from dropkit.report import write_report
+    from dropkit_lab.engine.jsonio import read_record
+    from dropkit_lab.report import write_report
 
     run_experiment("demo", "smoke", out=tmp_path, quiet=True, progress="none", echo=None)
     root = tmp_path / "demo" / "smoke"
-    for path in [*(root / "runs").glob("*.json"), root / "summary.json"]:
-        record = read_json(path)
-        del record["sha256"]
-        path.write_text(json.dumps(record))
-    report = write_report(tmp_path).read_text()
-    assert "has no checksum (written by an older dropkit): not verified" in report
-    assert "## demo (smoke profile)" in report
+    runs = sorted((root / "runs").glob("*.json"))
+    edited = read_json(runs[0])
+    del edited["sha256"]
+    edited["test_error"] = 0.0  # an edit whose checksum was removed with it
+    runs[0].write_text(json.dumps(edited))
     capsys.readouterr()
-    mtimes = {p: p.stat().st_mtime_ns for p in (root / "runs").glob("*.json")}
+    report = write_report(tmp_path).read_text()
+    assert "**Not verified**" in report and f"{runs[0]} (no checksum)" in report
+    assert f"unverified run file {runs[0]} (no checksum)" in capsys.readouterr().err
     run_experiment("demo", "smoke", out=tmp_path, quiet=True, progress="none", echo=None)
     err = capsys.readouterr().err
-    assert err.count("has no checksum (an older dropkit wrote it); kept, checksum added") == 4
-    assert "0 to go" in err and not (root / "damaged").exists()
-    for path in mtimes:
-        assert read_record(path)["sha256"]
+    assert f"{runs[0]} has no checksum, so it cannot be verified" in err
+    assert "moved to" in err and "1 to go" in err
+    assert read_json(root / "unverified" / f"{runs[0].stem}.1.json") == edited  # kept aside
+    assert read_record(runs[0])["sha256"]  # retrained, signed anew
+    report = write_report(tmp_path).read_text()
+    assert "Not verified" not in report
+
+
+def test_report_names_a_summary_without_checksum_and_runs_it_was_not_made_from(tmp_path):
+    import json
+
+    from dropkit_lab.engine.jsonio import write_record
+    from dropkit_lab.report import write_report
+
+    run_experiment("demo", "smoke", out=tmp_path, quiet=True, progress="none", echo=None)
+    root = tmp_path / "demo" / "smoke"
+    run = sorted((root / "runs").glob("*.json"))[0]
+    record = read_json(run)
+    record["test_error"] = 0.5
+    write_record(run, record)  # a valid checksum, but not the run the summary was made from
+    report = write_report(tmp_path).read_text()
+    assert f"{run} (not the file the summary was computed from)" in report
+    summary = read_json(root / "summary.json")
+    del summary["sha256"]
+    (root / "summary.json").write_text(json.dumps(summary))
+    report = write_report(tmp_path).read_text()
+    assert "summary.json has no checksum" in report and "## demo (smoke profile)" in report

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from dropkit.engine.jsonio import read_record, write_record
-from dropkit.experiments.runner import LOCK_NAME, RunnerError, check_out, run_experiment
+from dropkit_lab.engine.jsonio import read_record, write_record
+from dropkit_lab.experiments.runner import LOCK_NAME, RunnerError, check_out, run_experiment
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
+SRC = str(Path(__file__).resolve().parents[3] / "src")
 
 
 def _env(tmp_path):
-    env = dict(os.environ, PYTHONPATH=SRC, DROPKIT_CACHE=str(tmp_path / "cache"))
+    env = dict(os.environ, PYTHONPATH=SRC)  # DROPKIT_CACHE_DIR: the test's (tests/lab/conftest)
     env.pop("PYTHONWARNINGS", None)
     return env
 
@@ -31,7 +31,7 @@ class Runner:
 
     def __init__(self, tmp_path, *args):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dropkit_cli", "run", *args],
+            [sys.executable, "-m", "dropkit_lab", "run", *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -86,7 +86,7 @@ def _no_orphans(pgid, grace=10.0):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signal_stops_every_worker_and_the_same_command_resumes(tmp_path, signum, workers):
     out = tmp_path / "out"
     args = ["demo", "--profile", "smoke", "--seeds", "30", "--out", str(out), "--quiet"]
@@ -94,8 +94,9 @@ def test_signal_stops_every_worker_and_the_same_command_resumes(tmp_path, signum
     run = Runner(tmp_path, *args)
     run.wait_for("[2/120]")
     before = len(run.lines)
-    if signum == signal.SIGINT:
-        os.killpg(run.proc.pid, signum)  # Ctrl-C: the terminal signals the whole group
+    if signum in (signal.SIGINT, signal.SIGHUP):
+        # Ctrl-C, or the terminal closed: the whole group gets the signal
+        os.killpg(run.proc.pid, signum)
     else:
         os.kill(run.proc.pid, signum)  # `kill PID`: the runner alone
     t0 = time.monotonic()
@@ -143,7 +144,8 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, capsys):
     run_experiment("demo", "smoke", out=out, quiet=True, progress="none", echo=None)
     err = capsys.readouterr().err
     assert "taking over the lock" in err and "pid 999999" in err
-    assert (out / LOCK_NAME).read_text() == ""  # released
+    assert not (out / LOCK_NAME).exists()  # released: removed
+    assert [p.name for p in out.iterdir()] == ["demo"]  # no temporary left
 
 
 def test_unusable_out_is_refused_before_training(tmp_path):
@@ -155,6 +157,8 @@ def test_unusable_out_is_refused_before_training(tmp_path):
         check_out(file / "sub")
     with pytest.raises(RunnerError, match="not writable"):
         check_out("/proc")  # exists, is a folder, refuses new files (even for root)
+    with pytest.raises(RunnerError, match="--out is empty"):
+        check_out("")
     assert check_out(tmp_path / "new" / "deep").is_dir()
 
 
@@ -231,3 +235,122 @@ def test_damaged_results_and_checkpoints_are_named_and_retrained(tmp_path):
     for path in paths:
         read_record(path)  # every run retrained and verified
     assert len(list((out / "demo" / "smoke" / "damaged").iterdir())) == 8
+
+
+def _wait_for_worker(pid, timeout=120):
+    """The pid of a spawned worker (``spawn_main``) of process ``pid``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == pid and b"spawn_main" in cmdline:
+                return int(entry)
+        time.sleep(0.2)
+    raise AssertionError("no worker process appeared")
+
+
+@pytest.mark.parametrize("kill", ["SIGKILL", "SIGSEGV"])
+def test_a_dead_worker_is_named_at_once_and_the_same_command_resumes(tmp_path, kill):
+    out = tmp_path / "out"
+    args = ["demo", "--profile", "smoke", "--seeds", "30", "--out", str(out), "--quiet"]
+    run = Runner(tmp_path, *args, "--workers", "2")
+    run.wait_for("[2/120]")
+    worker = _wait_for_worker(run.proc.pid)
+    os.kill(worker, getattr(signal, kill))  # SIGKILL: what the out-of-memory killer sends
+    t0 = time.monotonic()
+    code = run.finish(timeout=60)
+    assert time.monotonic() - t0 < 15, "the runner did not notice its worker's death in time"
+    assert code == 1
+    text = "\n".join(run.lines)
+    died = f"killed by {kill}"
+    line = next(line for line in run.lines if line.startswith("dropkit: error:"))
+    assert "the worker process training demo/" in line and died in line, text
+    assert "run the same command again to resume" in line
+    assert f"worker process {worker} training demo/" in text
+    assert "Traceback" not in text
+    assert _no_orphans(run.proc.pid) == []
+    assert not (out / LOCK_NAME).exists()
+    root = out / "demo" / "smoke"
+    assert not list(root.rglob("*.tmp"))
+    for path in (root / "runs").glob("*.json"):
+        read_record(path)
+    again = Runner(tmp_path, *args[:4], "1", *args[5:])
+    assert again.finish(timeout=240) == 0, again.lines
+    assert any("already done" in line for line in again.lines)
+
+
+def test_a_symlinked_lock_is_refused_and_its_target_untouched(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    precious = tmp_path / "precious"
+    precious.write_text("precious\n")
+    (out / LOCK_NAME).symlink_to(precious)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dropkit_lab", "run", "demo", "--profile", "smoke", "--out",
+         str(out), "--quiet"],
+        capture_output=True, text=True, timeout=300, env=_env(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "is a symbolic link, not dropkit's lock" in proc.stderr
+    assert precious.read_text() == "precious\n"
+    assert (out / LOCK_NAME).is_symlink()  # left as it was
+    # A hard link to a file is a plain file: taken over by removing the name, content untouched.
+    (out / LOCK_NAME).unlink()
+    os.link(precious, out / LOCK_NAME)
+    run_experiment("demo", "smoke", out=out, quiet=True, progress="none", echo=None)
+    assert precious.read_text() == "precious\n" and not (out / LOCK_NAME).exists()
+
+
+def test_the_lock_is_made_without_following_links_and_never_truncated(tmp_path, monkeypatch):
+    from dropkit_lab.experiments import runner
+
+    opened = []
+    real_open = os.open
+
+    def spy(path, flags, *args, **kwargs):
+        if LOCK_NAME in str(path):
+            opened.append((str(path), flags))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(runner.os, "open", spy)
+    monkeypatch.setattr(runner.os, "ftruncate", None)  # any truncation would fail
+    out = tmp_path / "out"
+    out.mkdir()
+    with runner.OutputLock(out):
+        assert "pid" in (out / LOCK_NAME).read_text()
+    assert opened and all(flags & os.O_NOFOLLOW for _, flags in opened)
+    assert all(flags & os.O_EXCL for path, flags in opened if flags & os.O_CREAT)
+    assert not list(out.iterdir())
+
+
+def test_a_run_that_fails_early_leaves_no_folder_behind(tmp_path):
+    out = tmp_path / "new" / "out"
+    code = (
+        "import sys, dropkit_lab.data.mnist as m\n"
+        "m.MNIST = m.IdxDatasetSpec(**{**m.MNIST.__dict__, 'mirrors': ('http://127.0.0.1:9/',)})\n"
+        "m.IDX_DATASETS['mnist'] = m.MNIST\n"
+        "from dropkit_lab.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "run", "hinton2012-mnist", "--profile", "smoke",
+         "--data-dir", str(tmp_path / "nodata"), "--out", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=300, env=_env(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "not found and could not be downloaded" in proc.stderr
+    assert not (tmp_path / "new").exists(), list((tmp_path / "new").rglob("*"))
+
+
+def test_how_a_worker_died_is_said():
+    from dropkit_lab.experiments.runner import _how_it_died
+
+    assert _how_it_died(-9) == "killed by SIGKILL, as the out-of-memory killer does"
+    assert _how_it_died(-15) == "killed by SIGTERM"
+    assert _how_it_died(3) == "exited with status 3"
