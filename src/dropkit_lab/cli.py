@@ -111,14 +111,18 @@ def experiments_help() -> str:
         )
         lines.append(f"  {name}: {entry.title}")
         lines.append(f"      {costs}")
-    if speeds:
-        source = "the speed earlier runs measured on this machine, ± their spread"
-    else:
-        source = (
-            "the speed of a reference 2-core machine, ± half of it; the first runs here measure "
-            "this machine's"
-        )
-    lines.append(f"(estimates from {source}; more --workers on more cores take less time)")
+    sources = []
+    for size, nets in (("small", "small nets"), ("large", "MNIST-sized nets")):
+        if size in speeds:
+            sources.append(f"{nets}: the speed earlier runs measured here, ± its spread")
+        else:
+            sources.append(
+                f"{nets}: a reference 2-core machine's speed, ± half (not measured here yet)"
+            )
+    lines.append(
+        f"(training and measuring time, estimated for {'; '.join(sources)}; start-up takes "
+        "seconds more, and more --workers on more cores take less time)"
+    )
     return "\n".join(lines)
 
 

@@ -96,7 +96,7 @@ def test_run_help_lists_experiments_profiles_and_costs(tmp_path):
     samples = [0.9e9, 1.0e9, 1.1e9]
     (tmp_path / "speed.json").write_text(f'{{"small": {{"samples": {samples}}}}}')
     again = _cli("run", "--help", env={"DROPKIT_CACHE_DIR": str(tmp_path)})
-    assert "measured on this machine" in again.stdout
+    assert "small nets: the speed earlier runs measured here" in again.stdout
     assert "quick ~7 min ± 1 (12 runs)" in again.stdout, again.stdout
 
 

@@ -53,6 +53,7 @@ from pathlib import Path
 import torch
 
 import dropkit
+from dropkit_lab.catalogue import estimate, measured_speeds
 from dropkit_lab.data import load_dataset
 from dropkit_lab.engine.jsonio import (
     DamagedFileError,
@@ -74,7 +75,7 @@ from dropkit_lab.engine.trainer import CheckpointError, train
 from dropkit_lab.environment import speed_file
 from dropkit_lab.experiments.base import Experiment, RunSpec, mean_std
 from dropkit_lab.experiments.registry import get_experiment
-from dropkit_lab.text import plural
+from dropkit_lab.text import duration, plural
 
 __all__ = [
     "Interrupted",
@@ -386,6 +387,19 @@ def _record_speed(records: list[tuple[RunSpec, dict]]) -> None:
         write_json_atomic(path, speeds)
 
 
+def _estimate(pending: list[RunSpec], workers: int) -> str:
+    """How long ``pending`` should take here, from this machine's measured speed and its spread
+    (:mod:`dropkit_lab.catalogue`)."""
+    speeds = measured_speeds()
+    seconds = error = 0.0
+    for spec in pending:
+        t, e = estimate(spec.work(), size_class(spec), speeds)
+        seconds, error = seconds + t, error + e
+    parallel = max(1, min(workers, len(pending)))
+    source = "measured speed" if speeds else "a reference machine's speed"
+    return f"{duration(seconds / parallel, error / parallel)} from {source}"
+
+
 def _dataset(name: str, data_dir, train_size, test_size):
     key = (name, str(data_dir))
     if key not in _DATA_CACHE:
@@ -680,7 +694,10 @@ def _train_and_summarize(
         echo(render_table_text(preamble))
     done = len(specs) - len(pending)
     total = plural(len(specs), "run")
-    _say(f"{name} [{profile}]: {total}, {done} already done, {len(pending)} to go")
+    _say(
+        f"{name} [{profile}]: {total}, {done} already done, {len(pending)} to go"
+        + (f" ({_estimate(pending, workers)})" if pending else "")
+    )
     if pending:
         # Fail early (and download once) before any worker starts.
         for dataset in {s.dataset for s in pending}:
