@@ -354,3 +354,46 @@ def test_how_a_worker_died_is_said():
     assert _how_it_died(-9) == "killed by SIGKILL, as the out-of-memory killer does"
     assert _how_it_died(-15) == "killed by SIGTERM"
     assert _how_it_died(3) == "exited with status 3"
+
+
+def _dropkit(tmp_path, *args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "dropkit_lab", *args],
+        capture_output=True, text=True, timeout=300, env=_env(tmp_path), cwd=cwd,
+    )  # fmt: skip
+
+
+def test_an_empty_out_is_refused_and_nothing_is_written(tmp_path):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    proc = _dropkit(tmp_path, "run", "demo", "--profile", "smoke", "--out", "", cwd=cwd)
+    assert proc.returncode == 2
+    assert "--out is empty: name a folder for the results" in proc.stderr
+    assert list(cwd.iterdir()) == []
+
+
+def test_a_run_file_without_checksum_is_named_by_report_and_retrained_never_resigned(tmp_path):
+    import json
+
+    out = tmp_path / "out"
+    assert (
+        _dropkit(tmp_path, "run", "demo", "--profile", "smoke", "--out", str(out)).returncode == 0
+    )
+    run = sorted((out / "demo" / "smoke" / "runs").glob("*.json"))[0]
+    record = json.loads(run.read_text())
+    del record["sha256"]
+    record["test_error"] = 0.0
+    run.write_text(json.dumps(record))
+    report = _dropkit(tmp_path, "report", str(out))
+    assert report.returncode == 0, report.stderr
+    assert f"unverified run file {run} (no checksum)" in report.stderr
+    assert "**Not verified**" in (out / "report.md").read_text()
+    again = _dropkit(tmp_path, "run", "demo", "--profile", "smoke", "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert f"{run} has no checksum, so it cannot be verified" in again.stderr
+    assert json.loads((out / "demo" / "smoke" / "unverified" / f"{run.stem}.1.json").read_text())
+    read_record(run)  # retrained: a new, verified result
+    report = _dropkit(tmp_path, "report", str(out))
+    assert (
+        "unverified" not in report.stderr and "Not verified" not in (out / "report.md").read_text()
+    )
