@@ -1,6 +1,6 @@
 """``dropkit run demo`` alone and beside one process spinning on the CPU: the slowdown a busy
 second process causes (issue 10's target: at most 1.5x; before the thread choice of
-:mod:`dropkit.engine.threads` it was 7.1x on an idle 2-core machine).
+:mod:`dropkit_lab.engine.threads` it was 7.1x on an idle 2-core machine).
 
 Each variant is timed alone, then beside ``python -c "while True: pass"``, one after the other in
 one run of this script, each in a fresh output folder (nothing skipped); the script prints both
@@ -32,7 +32,7 @@ VARIANTS = {
 
 def timed_run(profile: str, seeds: int, env: dict) -> float:
     with tempfile.TemporaryDirectory() as out:
-        command = [sys.executable, "-m", "dropkit_cli", "run", "demo", "--profile", profile]
+        command = [sys.executable, "-m", "dropkit_lab", "run", "demo", "--profile", profile]
         command += ["--seeds", str(seeds), "--out", out, "--quiet"]
         t0 = time.perf_counter()
         subprocess.run(

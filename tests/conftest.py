@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 def mnist_data_dir() -> Path | None:
     """Where the MNIST tests find the data, as users keep it: ``$DROPKIT_DATA``, then
     ``../shared/datasets`` beside the clone (holding ``mnist/``); None when neither has it."""
-    from dropkit.data.mnist import MNIST, locate_files
+    from dropkit_lab.data.mnist import MNIST, locate_files
 
     candidates = [Path(os.environ["DROPKIT_DATA"])] if os.environ.get("DROPKIT_DATA") else []
     candidates.append(REPO.parent / "shared" / "datasets")
@@ -33,12 +33,6 @@ def mnist_dir() -> Path:
     if root is None:
         pytest.skip("MNIST not found: set DROPKIT_DATA or put it in ../shared/datasets/mnist")
     return root
-
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory, monkeypatch):
-    """The runner's speed measurements go to a temporary cache, not the user's."""
-    monkeypatch.setenv("DROPKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
 
 
 @pytest.fixture(autouse=True)

@@ -412,3 +412,37 @@ def test_stochastic_is_scoped_to_the_asyncio_task():
 
     assert asyncio.run(main()) == [True, True]
     assert _state.stochastic_inference_depth() == 0
+
+
+def test_mc_predict_keeps_the_models_dtype():
+    net = torch.nn.Sequential(torch.nn.Linear(6, 8), dnn.Dropout(0.5), torch.nn.Linear(8, 3))
+    out = mc.mc_predict(net, torch.randn(4, 6), 5, seed=1)
+    for value in (out.mean, out.entropy, out.mutual_information, out.variance):
+        assert value.dtype == torch.float32
+    wide = mc.mc_predict(net.double(), torch.randn(4, 6, dtype=torch.float64), 5, seed=1)
+    assert wide.mean.dtype == torch.float64
+    torch.testing.assert_close(wide.mean.sum(1), torch.ones(4, dtype=torch.float64))
+
+
+def test_batch_wide_modules_asks_each_module():
+    class PerBatch(torch.nn.Module):
+        draws_once_per_batch = True
+
+        def forward(self, x):
+            return x
+
+    net = torch.nn.Sequential(torch.nn.Linear(6, 3), PerBatch(), dnn.Dropout(0.1))
+    assert mc.batch_wide_modules(net) == ["1"]
+    assert dnn.DropConnectLinear(2, 2, p=0.5).draws_once_per_batch
+    assert not dnn.DropConnectLinear(2, 2, p=0.5, per_sample=True).draws_once_per_batch
+    assert not getattr(dnn.Dropout(0.1), "draws_once_per_batch", False)
+
+
+def test_mc_does_not_import_the_peers():
+    import subprocess
+    import sys
+
+    code = "import sys, dropkit.mc; print(sorted(m for m in sys.modules if 'compat' in m))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "dropkit.compat.timm" not in out.stdout and "torchvision" not in out.stdout

@@ -36,3 +36,16 @@ def test_a_bad_backend_variable_names_itself():
                          text=True, timeout=120)  # fmt: skip
     assert run.returncode != 0
     assert "DROPKIT_BACKEND must be 'auto' or 'reference', got 'gpu'" in run.stderr
+
+
+def test_the_library_imports_nothing_of_the_lab():
+    code = (
+        "import sys, dropkit, dropkit.mc, dropkit.nn, dropkit.functional; "
+        "print(sorted(m for m in sys.modules if m.startswith('dropkit')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert "dropkit_lab" not in out and "dropkit_cli" not in out
+    for name in ("engine", "data", "experiments", "report", "cli"):
+        assert f"'dropkit.{name}" not in out, out

@@ -7,7 +7,9 @@
 #   1. .venv: `python3 -m venv`; where Debian's python3 lacks ensurepip (package python3-venv not
 #      installed) `python3 -m venv --without-pip` and pip bootstrapped from its wheel on PyPI
 #      (sha256 checked), or a message naming the apt package when that fails too;
-#   2. torch 2.13.0, the CPU build (a bare `torch` requirement can pull a multi-GB CUDA build);
+#   2. torch 2.13.0, once, with pip's progress shown (a bare `torch` requirement on Linux pulls
+#      PyPI's 527 MB wheel plus CUDA packages, several GB; DROPKIT_TORCH_INDEX can name the CPU
+#      index, ~200 MB);
 #   3. `pip install -e .[EXTRAS]`.
 # A stamp (.venv/.dropkit-stamp: pyproject.toml's hash, the extras, the torch pin) makes a re-run
 # with nothing changed skip pip altogether.
@@ -81,8 +83,19 @@ _dropkit_install_torch() {
     if [ -n "${DROPKIT_TORCH_INDEX:-}" ]; then
         extra=(--extra-index-url "$DROPKIT_TORCH_INDEX")
     fi
-    _say "installing $DROPKIT_TORCH (about 200 MB for the CPU build, once)"
-    "$py" -m pip install --quiet "${extra[@]}" "$DROPKIT_TORCH"
+    # Sizes measured for torch 2.13.0 on Linux x86-64: the CPU index's wheel is about 200 MB;
+    # PyPI's is a 527 MB wheel that pulls in the CUDA packages, several GB in all (a venv with
+    # only the library came to 5.5 GB).
+    if [ -n "${DROPKIT_TORCH_INDEX:-}" ]; then
+        _say "installing $DROPKIT_TORCH once from $DROPKIT_TORCH_INDEX (about 200 MB for the" \
+            "CPU build; more if that index has no CPU build); pip shows its progress"
+    else
+        _say "installing $DROPKIT_TORCH once from pip's index: on Linux PyPI's build is a 527 MB" \
+            "wheel plus CUDA packages, several GB in all (for the ~200 MB CPU build set" \
+            "DROPKIT_TORCH_INDEX=https://download.pytorch.org/whl/cpu); pip shows its progress"
+    fi
+    # Not --quiet: this download takes minutes, and pip's progress bar says how far it is.
+    "$py" -m pip install --progress-bar on "${extra[@]}" "$DROPKIT_TORCH" >&2
 }
 
 dropkit_bootstrap() {

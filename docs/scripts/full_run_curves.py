@@ -13,8 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from dropkit.experiments.hinton2012_mnist import GROUPS, PROFILES
-from dropkit.experiments.paper_values import HINTON_2012_MNIST_ERRORS
+from dropkit_lab.experiments.hinton2012_mnist import GROUPS, PROFILES
+from dropkit_lab.experiments.paper_values import HINTON_2012_MNIST_ERRORS
 
 
 def curves(out: Path) -> dict:

@@ -103,7 +103,8 @@ def stochastic(model: nn.Module | None = None) -> Iterator[None]:
 
 @dataclass
 class MCPrediction:
-    """Monte-Carlo predictive summaries over ``samples`` passes (float64).
+    """Monte-Carlo predictive summaries over ``samples`` passes (accumulated in float64, returned
+    in the dtype of the model's logits).
 
     With ``p_t = softmax(logits_t)``: ``mean = (1/T) sum_t p_t`` ``(B, C)``; ``entropy =
     H[mean] = -sum_c mean_c log mean_c`` ``(B,)``; ``mutual_information = H[mean] - (1/T) sum_t
@@ -124,30 +125,15 @@ def _entropy(p: torch.Tensor) -> torch.Tensor:
 
 
 def batch_wide_modules(model: nn.Module) -> list[str]:
-    """Names of the modules of ``model`` that draw one random value for the whole batch."""
+    """Names of the modules of ``model`` that draw one random value for the whole batch: those
+    whose ``draws_once_per_batch`` attribute is true (dropkit's layers and its timm/torchvision
+    peers set it; a custom module that draws once per batch can set it too)."""
     _checks.check_module(model, "model", op="batch_wide_modules")
-    from dropkit import nn as dnn
-    from dropkit.compat import timm as compat_timm
-    from dropkit.compat import torchvision as compat_tv
-
-    checks = [
-        (getattr(dnn, "DropConnectLinear", None), lambda m: not m.per_sample),
-        (getattr(dnn, "DropConnectConv2d", None), lambda m: not m.per_sample),
-        (getattr(dnn, "StochasticDepth", None), lambda m: m.mode == "batch"),
-        (getattr(dnn, "DropBlock2d", None), lambda m: getattr(m, "normalize", "sample") == "batch"),
-        (getattr(dnn, "EmbeddingDropout", None), lambda m: True),
-        # the peers' DropBlocks normalise over the batch (timm: unless with noise or unscaled)
-        (compat_tv.DropBlock2d, lambda m: True),
-        (compat_tv.StochasticDepth, lambda m: m.mode == "batch"),
-        (compat_timm.DropBlock2d, lambda m: m.scale_by_keep and not m.with_noise),
+    return [
+        name or type(module).__name__
+        for name, module in model.named_modules()
+        if getattr(module, "draws_once_per_batch", False)
     ]
-    found = []
-    for name, module in model.named_modules():
-        for cls, predicate in checks:
-            if cls is not None and isinstance(module, cls) and predicate(module):
-                found.append(name or type(module).__name__)
-                break
-    return found
 
 
 def _is_stochastic_module(module: nn.Module) -> bool:
@@ -243,7 +229,8 @@ def mc_predict(
     (both are valid Monte-Carlo samples).
 
     Returns:
-        :class:`MCPrediction` (float64).
+        :class:`MCPrediction`, in the dtype of the model's logits (a float32 model gives float32
+        summaries; they are accumulated in float64).
     """
     op = "mc_predict"
     _checks.check_module(model, "model", op=op)
@@ -294,14 +281,14 @@ def mc_predict(
             if batch_replicas and memory_budget is not None:
                 with _sample_stream(base_seed, 0, 1):
                     rows, logits = _rows_for_budget(body, h, memory_budget)
-                stats.add(_probs(logits, 1, per_pass))
+                stats.add(_probs(logits, 1, per_pass), logits.dtype)
                 chunk, first = min(chunk, max(1, rows // max(per_pass, 1))), 1
             while first < samples:
                 count = min(chunk, samples - first)
                 inp = h if count == 1 else h.repeat(count, *([1] * (h.dim() - 1)))
                 with _sample_stream(base_seed, first, count):
                     logits = body(inp)
-                stats.add(_probs(logits, count, per_pass))
+                stats.add(_probs(logits, count, per_pass), logits.dtype)
                 first += count
     finally:
         model.train(was_training)
@@ -352,8 +339,11 @@ class _Running:
     def __init__(self) -> None:
         self.n = 0
         self.mean = self.m2 = self.entropy = None
+        self.dtype = torch.float64
 
-    def add(self, probs: torch.Tensor) -> None:
+    def add(self, probs: torch.Tensor, dtype: torch.dtype) -> None:
+        if dtype.is_floating_point:
+            self.dtype = dtype
         count = probs.shape[0]
         chunk_mean = probs.mean(0)
         chunk_m2 = ((probs - chunk_mean) ** 2).sum(0)
@@ -370,10 +360,11 @@ class _Running:
 
     def result(self) -> MCPrediction:
         entropy = _entropy(self.mean)
+        dtype = self.dtype
         return MCPrediction(
-            mean=self.mean,
-            entropy=entropy,
-            mutual_information=entropy - self.entropy / self.n,
-            variance=self.m2 / self.n,
+            mean=self.mean.to(dtype),
+            entropy=entropy.to(dtype),
+            mutual_information=(entropy - self.entropy / self.n).to(dtype),
+            variance=(self.m2 / self.n).to(dtype),
             samples=self.n,
         )

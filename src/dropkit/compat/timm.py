@@ -132,6 +132,8 @@ class DropBlock2d(PeerModule):
     1.0.23 (``batchwise``, ``fast``) are accepted and ignored, any other unknown keyword warns.
     Shape ``(B, C, H, W)`` -> same."""
 
+    draws_once_per_batch = property(lambda self: self.scale_by_keep and not self.with_noise)
+
     def __init__(
         self,
         drop_prob: float = 0.1,

@@ -143,6 +143,8 @@ class DropBlock2d(PeerModule):
     """``torchvision.ops.DropBlock2d(p, block_size, inplace=False, eps=1e-06)``; see
     :func:`drop_block2d`. Shape ``(N, C, H, W)`` -> same."""
 
+    draws_once_per_batch = True  # normalised over the batch; see dropkit.mc
+
     def __init__(
         self,
         p: float,
@@ -184,6 +186,8 @@ class DropBlock3d(DropBlock2d):
 class StochasticDepth(PeerModule):
     """``torchvision.ops.StochasticDepth(p, mode)``; see :func:`stochastic_depth`.
     Shape ``(N, ...)`` -> same."""
+
+    draws_once_per_batch = property(lambda self: self.mode == "batch")  # see dropkit.mc
 
     def __init__(
         self,

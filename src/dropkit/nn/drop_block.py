@@ -24,6 +24,8 @@ class DropBlock2d(StochasticModule):
     Shape: input ``(N, C, H, W)``, output the same.
     """
 
+    draws_once_per_batch = property(lambda self: self.normalize == "batch")  # see dropkit.mc
+
     _functional = staticmethod(F.drop_block2d)
 
     def __init__(

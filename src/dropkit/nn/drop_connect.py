@@ -25,6 +25,8 @@ __all__ = ["DropConnectConv2d", "DropConnectLinear"]
 
 
 class _DropConnectMixin(RandomMixin):
+    draws_once_per_batch = property(lambda self: not self.per_sample)  # see dropkit.mc
+
     def _init_drop_connect(self, p, mode, inference, samples, activation, generator, seed):
         name = type(self).__name__
         self.p = check_probability(p, op=name)

@@ -17,6 +17,8 @@ class StochasticDepth(StochasticModule):
     (``"row"``) or once for the batch (``"batch"``), survivors scaled by ``1/(1-p)``; identity in
     eval mode. See :func:`dropkit.functional.stochastic_depth`. Shape ``(N, ...)`` -> same."""
 
+    draws_once_per_batch = property(lambda self: self.mode == "batch")  # see dropkit.mc
+
     def __init__(
         self,
         p: float,

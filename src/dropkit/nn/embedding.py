@@ -26,6 +26,8 @@ class EmbeddingDropout(RandomMixin, nn.Embedding):
     ``max_norm``, ``norm_type``, ``scale_grad_by_freq`` and ``sparse`` of an existing embedding.
     """
 
+    draws_once_per_batch = True  # one word-type mask for the batch; see dropkit.mc
+
     def __init__(self, num_embeddings: int, embedding_dim: int, *args, p: float = 0.1,
                  generator: torch.Generator | None = None, seed: int | None = None,
                  **kwargs) -> None:  # fmt: skip

@@ -1,5 +1,0 @@
-import sys
-
-from dropkit_cli import main
-
-sys.exit(main())
