@@ -47,7 +47,9 @@ def test_draw_seed_is_draw_seed_tensor_and_survives_inference_mode():
 
 
 def test_threads_drawing_at_once_each_get_their_own_seed():
-    expected = [int(rng.draw_seed_tensor(generator=torch.Generator().manual_seed(s))) for s in range(8)]
+    expected = [
+        int(rng.draw_seed_tensor(generator=torch.Generator().manual_seed(s))) for s in range(8)
+    ]
     results: dict[int, list[int]] = {}
     barrier = threading.Barrier(8)
 
