@@ -62,9 +62,14 @@ def keep_dropout(input, p, training, inplace, mask_shape, mode, generator, seed,
     The common call (a plain dense tensor, a float ``p`` in [0, 1], bool flags, the default mode
     and stream, no Monte-Carlo sample stream anywhere) is recognised by inline tests that only
     ever accept; every other value goes through its check in :mod:`dropkit.ops.checks`, the one
-    place that decides what is valid. One eager call so enters six Python functions.
+    place that decides what is valid.
     """
-    if type(input) is not torch.Tensor or input.layout != torch.strided or input.is_quantized:
+    if (
+        type(input) is not torch.Tensor
+        or input.layout != torch.strided
+        or input.is_quantized
+        or input.is_nested
+    ):
         check_tensor(input, op)
     if type(p) is not float or not 0.0 <= p <= 1.0:
         p = check_probability(p, op=op)
@@ -74,8 +79,7 @@ def keep_dropout(input, p, training, inplace, mask_shape, mode, generator, seed,
         check_flag(inplace, "inplace", op=op)
     if mode != "inverted":
         check_mode(mode, op)
-    default_stream = generator is None and seed is None and type(offset) is int and offset == 0
-    if not default_stream:
+    if not (generator is None and seed is None and type(offset) is int and offset == 0):
         check_stream_args(generator, seed, offset)
     if not training and not _state.is_stochastic(training):
         return eval_output(input, p, mode, inplace)
@@ -85,10 +89,7 @@ def keep_dropout(input, p, training, inplace, mask_shape, mode, generator, seed,
         return input
     if mask_shape is None:
         mask_shape = list(input.shape)
-    if default_stream and not _state.active_streams:
-        seed = rng.draw_seed_tensor()
-    else:
-        seed, offset = resolve_stream(generator, seed, offset, math.prod(mask_shape))
+    seed, offset = resolve_stream(generator, seed, offset, math.prod(mask_shape))
     threshold, scale = rng.keep_threshold(p), keep_scale(p, mode)
     if inplace:
         return keep_inplace(input, seed, offset, threshold, scale, mask_shape)

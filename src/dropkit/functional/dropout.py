@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import torch
+from torch.overrides import handle_torch_function, has_torch_function
 
 from dropkit.functional._common import keep_dropout
-from dropkit.ops import overridable
 
 __all__ = ["dropout"]
 
 
-@overridable
 def dropout(
     input: torch.Tensor,
     p: float = 0.5,
@@ -59,5 +58,14 @@ def dropout(
         A tensor of ``input``'s shape, dtype and layout (``input`` itself when ``inplace``, and in
         eval or ``p=0`` inverted dropout, like torch).
     """
+    # The __torch_function__ protocol inline, as torch.nn.functional.dropout has it (the hottest
+    # functional saves the frame of dropkit.ops.overridable): fx proxies, subclasses and modes
+    # among the tensor arguments receive the public call.
+    if has_torch_function((input, seed)):
+        relevant = tuple(a for a in (input, seed) if hasattr(type(a), "__torch_function__"))
+        return handle_torch_function(
+            dropout, relevant, input, p, training, inplace, mode=mode, generator=generator,
+            seed=seed, offset=offset,
+        )  # fmt: skip
     return keep_dropout(input, p, training, inplace, None, mode, generator, seed, offset,
                         "dropout")  # fmt: skip

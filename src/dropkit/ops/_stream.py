@@ -34,6 +34,10 @@ def resolve_stream(
     ones), and two draws of one graph are never merged. ``words`` (default ``mask_numel``): stream
     words the call reads from its offset; the last one must lie in the counter space.
     """
+    # The common call: no seed, generator or offset, no Monte-Carlo sample stream anywhere.
+    default = seed is None and generator is None and type(offset) is int and offset == 0
+    if default and not _state.active_streams:
+        return rng.draw_seed_tensor(), 0
     offset = check_offset(offset)
     # int(): under torch.jit.trace, numel() is a traced tensor; the trace is shape-specialised
     mask_numel = int(mask_numel)

@@ -44,8 +44,7 @@ constexpr uint32_t kW0 = 0x9E3779B9u;
 constexpr uint32_t kW1 = 0xBB67AE85u;
 
 // Counters per block: the words of one block (4 per counter) are generated into a stack buffer
-// and applied at once. Measured (2^24 float32 into an existing buffer, 2 threads, interleaved):
-// 32 counters 5.6 ms, 16: 5.9, 64: 6.5, 256: 8.0, 2048: 8.2 (numba's fused kernel: 6.1-6.3).
+// and applied at once; 32 was the fastest of 16 to 2048 (docs/design/backends.md).
 constexpr int64_t kBlockGroups = 32;
 constexpr int64_t kBlockWords = 4 * kBlockGroups;
 // Elements per parallel task: below this a task is not worth a thread.
@@ -224,8 +223,8 @@ struct Acc<double> {
 };
 
 // float16 in blocks. c10::Half's conversions are scalar bit manipulations that GCC 12 does not
-// vectorise: measured (2^22 elements, 2 threads) the keep kernel took 11.0 ms on float16 against
-// 2.0 on float32 and 2.5 on bfloat16. With F16C the run functions below convert blocks of
+// vectorise (the keep kernel ran about 5x slower on float16 than on float32, see
+// docs/design/backends.md). With F16C the run functions below convert blocks of
 // kHalfBlock elements to float with vcvtph2ps, run their float32 instantiation (the same
 // arithmetic: float16's accumulation type is float) and round back with vcvtps2ph, which rounds
 // to nearest even like c10's conversion (NaN payloads aside), 16 (AVX-512) or 8 at a time.
