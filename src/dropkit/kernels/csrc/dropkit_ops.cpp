@@ -22,6 +22,8 @@
 #include <ATen/ops/scalar_tensor.h>
 #include <ATen/ops/where.h>
 #include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <torch/csrc/autograd/VariableTypeUtils.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
@@ -841,12 +843,45 @@ void keep_into(const char* op, const at::Tensor& x, at::Tensor& out, const Key k
   out.copy_(x.to(acc).mul(mult).add_(shift));
 }
 
+// A fresh large output is backed by transparent huge pages, populated before the kernel writes it:
+// a new 64 MiB buffer otherwise faults in 4 KiB at a time on first write, inside the parallel
+// kernel, which measured slower than the kernel itself (docs/design/backends.md). Below glibc's
+// largest mmap threshold (32 MiB) freed blocks are reused already mapped, and advice only costs
+// time. The advice changes no value; where it is refused, pages fault in as usual.
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux >= 5.14; older kernels answer EINVAL
+#endif
+constexpr size_t kAdviseMinBytes = size_t(32) << 20;
+
+at::Tensor fresh_output(const at::Tensor& x) {
+  at::Tensor out = at::empty_like(x);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const size_t nbytes = out.storage().nbytes();
+  if (nbytes >= kAdviseMinBytes) {
+    const auto address = reinterpret_cast<uintptr_t>(out.storage().data());
+    const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    const uintptr_t huge = uintptr_t(1) << 21;
+    // Only whole pages inside the buffer: never advise memory that is not ours.
+    const auto advise = [&](uintptr_t align, int advice) {
+      const uintptr_t start = (address + align - 1) & ~(align - 1);
+      const uintptr_t stop = (address + nbytes) & ~(align - 1);
+      if (stop > start) {
+        madvise(reinterpret_cast<void*>(start), stop - start, advice);
+      }
+    };
+    advise(huge, MADV_HUGEPAGE);
+    advise(page, MADV_POPULATE_WRITE);
+  }
+#endif
+  return out;
+}
+
 at::Tensor keep_cpu(const at::Tensor& x, const at::Tensor& seed, int64_t offset,
                     int64_t threshold, double scale, c10::IntArrayRef mask_shape) {
   check_mask_shape("dropkit::keep", x, mask_shape);
   check_stream("dropkit::keep", offset, threshold, numel_of(mask_shape));
   const Key key = seed_key(seed, "dropkit::keep");
-  at::Tensor out = at::empty_like(x);
+  at::Tensor out = fresh_output(x);
   if (x.numel() > 0) {
     keep_into("dropkit::keep", x, out, key, offset, threshold, scale, false, 0.0, 0.0, mask_shape);
   }
@@ -870,7 +905,7 @@ at::Tensor keep_affine_cpu(const at::Tensor& x, const at::Tensor& seed, int64_t 
   check_mask_shape("dropkit::keep_affine", x, mask_shape);
   check_stream("dropkit::keep_affine", offset, threshold, numel_of(mask_shape));
   const Key key = seed_key(seed, "dropkit::keep_affine");
-  at::Tensor out = at::empty_like(x);
+  at::Tensor out = fresh_output(x);
   if (x.numel() > 0) {
     keep_into("dropkit::keep_affine", x, out, key, offset, threshold, a, true, kept_shift,
               dropped_value, mask_shape);
@@ -908,7 +943,7 @@ at::Tensor bias_dropout_add_cpu(const at::Tensor& x, const at::Tensor& bias,
   check_stream(op, offset, threshold, x.numel());
   const Key key = seed_key(seed, op);
   const at::Tensor xc = x.contiguous(), bc = bias.contiguous(), rc = residual.contiguous();
-  at::Tensor out = at::empty_like(xc, at::MemoryFormat::Contiguous);
+  at::Tensor out = fresh_output(xc);
   const int64_t n = xc.numel();
   if (n > 0) {
     dispatch_floating(x.scalar_type(), op, [&](auto tag) {
@@ -1055,14 +1090,28 @@ struct BiasDropoutAddFunction : public torch::autograd::Function<BiasDropoutAddF
   }
 };
 
+// Without a gradient to record, the kernel is called directly: no node, no saved state.
+bool records_grad(const at::Tensor& x) {
+  return at::GradMode::is_enabled() && x.requires_grad();
+}
+
 at::Tensor keep_autograd(const at::Tensor& x, const at::Tensor& seed, int64_t offset,
                          int64_t threshold, double scale, c10::IntArrayRef mask_shape) {
+  if (!records_grad(x)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return keep_op().call(x, seed, offset, threshold, scale, mask_shape);
+  }
   return KeepFunction::apply(x, seed, offset, threshold, scale, mask_shape);
 }
 
 at::Tensor keep_affine_autograd(const at::Tensor& x, const at::Tensor& seed, int64_t offset,
                                 int64_t threshold, double a, double kept_shift,
                                 double dropped_value, c10::IntArrayRef mask_shape) {
+  if (!records_grad(x)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    static const auto op = find_op<AffineSignature>("dropkit::keep_affine");
+    return op.call(x, seed, offset, threshold, a, kept_shift, dropped_value, mask_shape);
+  }
   return AffineFunction::apply(x, seed, offset, threshold, a, kept_shift, dropped_value,
                                mask_shape);
 }
@@ -1070,6 +1119,11 @@ at::Tensor keep_affine_autograd(const at::Tensor& x, const at::Tensor& seed, int
 at::Tensor bias_dropout_add_autograd(const at::Tensor& x, const at::Tensor& bias,
                                      const at::Tensor& residual, const at::Tensor& seed,
                                      int64_t offset, int64_t threshold, double scale) {
+  if (!records_grad(x) && !records_grad(bias) && !records_grad(residual)) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    static const auto op = find_op<BiasSignature>("dropkit::bias_dropout_add");
+    return op.call(x, bias, residual, seed, offset, threshold, scale);
+  }
   return BiasDropoutAddFunction::apply(x, bias, residual, seed, offset, threshold, scale);
 }
 
