@@ -180,6 +180,14 @@ def _check_words(out, seed, offset) -> None:
     _check_seed("dropkit::_stream_words", seed)
 
 
+def _box_muller_uniforms(words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Box-Muller's uniforms from word pairs ``(n, 2)``: ``u1 = ((w0 >> 8) + 1) 2^-24`` in (0, 1],
+    ``u2 = (w1 >> 8) 2^-24`` in [0, 1), exact in float64 (the C++ kernel's values)."""
+    u1 = ((words[:, 0] >> 8) + 1).to(torch.float64) * 2.0**-24
+    u2 = (words[:, 1] >> 8).to(torch.float64) * 2.0**-24
+    return u1, u2
+
+
 def _normal_uniforms_reference(n, seed, offset):
     if n < 0 or offset < 0 or offset > MAX_STREAM_INDEX // 2 - n:
         raise RuntimeError(
@@ -187,10 +195,7 @@ def _normal_uniforms_reference(n, seed, offset):
             f"got offset={offset} for n={n}"
         )
     _check_seed("dropkit::_normal_uniforms", seed)
-    words = reference.stream_words(2 * n, int(seed), 2 * offset).reshape(-1, 2)
-    u1 = ((words[:, 0] >> 8) + 1).to(torch.float64) * 2.0**-24
-    u2 = (words[:, 1] >> 8).to(torch.float64) * 2.0**-24
-    return u1, u2
+    return _box_muller_uniforms(reference.stream_words(2 * n, int(seed), 2 * offset).reshape(-1, 2))
 
 
 _REFERENCE = {
@@ -468,8 +473,8 @@ def normal(
     if target.type == "cpu":
         u1, u2 = torch.ops.dropkit._normal_uniforms(numel, seed_tensor(seed), offset)
     else:
-        words = stream_words(2 * numel, seed, 2 * offset, target).reshape(-1, 2)
-        u1 = ((words[:, 0] >> 8) + 1).to(torch.float64) * 2.0**-24
-        u2 = (words[:, 1] >> 8).to(torch.float64) * 2.0**-24
+        u1, u2 = _box_muller_uniforms(
+            stream_words(2 * numel, seed, 2 * offset, target).reshape(-1, 2)
+        )
     z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * math.pi) * u2)
     return z.to(dtype).reshape(tuple(shape))
