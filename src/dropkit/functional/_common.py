@@ -54,10 +54,12 @@ def keep_inplace(input, seed, offset, threshold, scale, mask_shape) -> torch.Ten
     return torch.ops.dropkit.keep_(input, seed, offset, threshold, scale, mask_shape)
 
 
-def keep_dropout(input, p, training, inplace, mask_shape, mode, generator, seed, offset, op):
+def keep_dropout(input, p, training, inplace, mask_shape, mode, generator, seed, offset, op,
+                 rescale: bool = True):  # fmt: skip
     """Dropout with a mask over ``mask_shape`` (``None``: ``input``'s shape; else checked by the
     caller) broadcast over ``input``: the checks and the one operator call of every keep-and-scale
-    method.
+    method. ``rescale=False``: survivors keep their value (timm's ``scale_by_keep=False``) and
+    evaluation is still the identity.
 
     The common call (a plain dense tensor, a float ``p`` in [0, 1], bool flags, the default mode
     and stream, no Monte-Carlo sample stream anywhere) is recognised by inline tests that only
@@ -90,7 +92,7 @@ def keep_dropout(input, p, training, inplace, mask_shape, mode, generator, seed,
     if mask_shape is None:
         mask_shape = list(input.shape)
     seed, offset = resolve_stream(generator, seed, offset, math.prod(mask_shape))
-    threshold, scale = rng.keep_threshold(p), keep_scale(p, mode)
+    threshold, scale = rng.keep_threshold(p), keep_scale(p, mode) if rescale else 1.0
     if inplace:
         return keep_inplace(input, seed, offset, threshold, scale, mask_shape)
     return torch.ops.dropkit.keep(input, seed, offset, threshold, scale, mask_shape)

@@ -300,31 +300,31 @@ def triton_kernels() -> dict:
         if not x.is_contiguous():
             return _keep_reference(x, seed, offset, threshold, scale, mask_shape)
         _check_keep("dropkit::keep", x, seed, offset, threshold, mask_shape)
-        return triton_gpu.apply_keep_mask(x, int(seed), offset, threshold, scale, None,
-                                          tuple(mask_shape))  # fmt: skip
+        return triton_gpu.keep_mask_checked(x, int(seed), offset, threshold, scale, None,
+                                            mask_shape)  # fmt: skip
 
     def keep_(x, seed, offset, threshold, scale, mask_shape):
         if not x.is_contiguous():
             return _keep_inplace_reference(x, seed, offset, threshold, scale, mask_shape)
         _check_keep("dropkit::keep_", x, seed, offset, threshold, mask_shape)
-        return triton_gpu.apply_keep_mask(x, int(seed), offset, threshold, scale, x,
-                                          tuple(mask_shape))  # fmt: skip
+        return triton_gpu.keep_mask_checked(x, int(seed), offset, threshold, scale, x,
+                                            mask_shape)  # fmt: skip
 
     def keep_affine(x, seed, offset, threshold, a, kept_shift, dropped_value, mask_shape):
         if not x.is_contiguous():
             return _affine_reference(x, seed, offset, threshold, a, kept_shift, dropped_value,
                                      mask_shape)  # fmt: skip
         _check_keep("dropkit::keep_affine", x, seed, offset, threshold, mask_shape)
-        return triton_gpu.apply_keep_affine(x, int(seed), offset, threshold, a, kept_shift,
-                                            dropped_value, None, tuple(mask_shape))  # fmt: skip
+        return triton_gpu.keep_affine_checked(x, int(seed), offset, threshold, a, kept_shift,
+                                              dropped_value, None, mask_shape)  # fmt: skip
 
     def keep_affine_(x, seed, offset, threshold, a, kept_shift, dropped_value, mask_shape):
         if not x.is_contiguous():
             return _affine_inplace_reference(x, seed, offset, threshold, a, kept_shift,
                                              dropped_value, mask_shape)  # fmt: skip
         _check_keep("dropkit::keep_affine_", x, seed, offset, threshold, mask_shape)
-        return triton_gpu.apply_keep_affine(x, int(seed), offset, threshold, a, kept_shift,
-                                            dropped_value, x, tuple(mask_shape))  # fmt: skip
+        return triton_gpu.keep_affine_checked(x, int(seed), offset, threshold, a, kept_shift,
+                                              dropped_value, x, mask_shape)  # fmt: skip
 
     def bias_dropout_add(x, bias, residual, seed, offset, threshold, scale):
         if not (x.is_contiguous() and bias.is_contiguous() and residual.is_contiguous()):

@@ -25,12 +25,14 @@
 #include <sys/mman.h>
 #include <unistd.h>
 #include <torch/csrc/autograd/VariableTypeUtils.h>
-#include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/functions/utils.h>
 #include <torch/library.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
 #include <algorithm>
+#include <memory>
 #include <type_traits>
 #include <vector>
 #if defined(__AVX512F__) || defined(__AVX2__)
@@ -657,7 +659,8 @@ Key seed_key(const at::Tensor& seed, const char* op) {
   TORCH_CHECK(seed.numel() == 1 && seed.scalar_type() == at::kLong && seed.device().is_cpu(),
               op, ": seed must be a one-element int64 CPU tensor, got ", seed.scalar_type(),
               " of shape ", seed.sizes(), " on ", seed.device());
-  const auto s = static_cast<uint64_t>(seed.item<int64_t>());
+  // Read directly: item() would be a second trip through the dispatcher.
+  const auto s = static_cast<uint64_t>(*seed.const_data_ptr<int64_t>());
   return {static_cast<uint32_t>(s & 0xFFFFFFFFull), static_cast<uint32_t>(s >> 32)};
 }
 
@@ -1006,88 +1009,54 @@ const c10::TypedOperatorHandle<KeepSignature>& keep_op() {
   return handle;
 }
 
-// The seed is kept as its 0-d tensor (never read here: under a compiler it is a traced value),
-// so nothing of x's size is saved.
-at::Tensor seed_of(torch::autograd::AutogradContext* ctx) {
-  return ctx->saved_data["seed"].toTensor();
-}
+// The autograd nodes: hand-written as torch's generated ones are (a node, its next edges, the
+// output's history), since torch::autograd::Function's string-keyed saved_data and its
+// bookkeeping cost more per call than the kernel itself at small sizes. Each keeps the seed as
+// its 0-d tensor (never read here: under a compiler it is a traced value) and the scalars, so
+// nothing of x's size is saved. Backward calls the op through the dispatcher: a gradient that
+// requires grad (double backward) records a node again, and CUDA tensors reach their own kernel.
+struct KeepBackward : public torch::autograd::Node {
+  at::Tensor seed;
+  int64_t offset = 0;
+  int64_t threshold = 0;
+  double scale = 1.0;
+  std::vector<int64_t> mask_shape;
 
-at::Tensor keep_grad(torch::autograd::AutogradContext* ctx, const at::Tensor& grad,
-                     const char* scale_name) {
-  return keep_op().call(grad, seed_of(ctx), ctx->saved_data["offset"].toInt(),
-                        ctx->saved_data["threshold"].toInt(),
-                        ctx->saved_data[scale_name].toDouble(),
-                        ctx->saved_data["mask_shape"].toIntVector());
-}
-
-void save_stream(torch::autograd::AutogradContext* ctx, const at::Tensor& seed, int64_t offset,
-                 int64_t threshold) {
-  ctx->saved_data["seed"] = seed;
-  ctx->saved_data["offset"] = offset;
-  ctx->saved_data["threshold"] = threshold;
-}
-
-struct KeepFunction : public torch::autograd::Function<KeepFunction> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
-                            const at::Tensor& seed, int64_t offset, int64_t threshold,
-                            double scale, c10::IntArrayRef mask_shape) {
-    save_stream(ctx, seed, offset, threshold);
-    ctx->saved_data["scale"] = scale;
-    ctx->saved_data["mask_shape"] = mask_shape.vec();
-    at::AutoDispatchBelowADInplaceOrView guard;
-    return keep_op().call(x, seed, offset, threshold, scale, mask_shape);
-  }
-
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    return {keep_grad(ctx, grads[0], "scale"), at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor(), at::Tensor()};
-  }
-};
-
-struct AffineFunction : public torch::autograd::Function<AffineFunction> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
-                            const at::Tensor& seed, int64_t offset, int64_t threshold, double a,
-                            double kept_shift, double dropped_value,
-                            c10::IntArrayRef mask_shape) {
-    save_stream(ctx, seed, offset, threshold);
-    ctx->saved_data["a"] = a;
-    ctx->saved_data["mask_shape"] = mask_shape.vec();
-    at::AutoDispatchBelowADInplaceOrView guard;
-    static const auto op = find_op<AffineSignature>("dropkit::keep_affine");
-    return op.call(x, seed, offset, threshold, a, kept_shift, dropped_value, mask_shape);
-  }
-
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    return {keep_grad(ctx, grads[0], "a"), at::Tensor(), at::Tensor(), at::Tensor(),
-            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
-  }
-};
-
-struct BiasDropoutAddFunction : public torch::autograd::Function<BiasDropoutAddFunction> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
-                            const at::Tensor& bias, const at::Tensor& residual,
-                            const at::Tensor& seed, int64_t offset, int64_t threshold,
-                            double scale) {
-    save_stream(ctx, seed, offset, threshold);
-    ctx->saved_data["scale"] = scale;
-    ctx->saved_data["mask_shape"] = x.sizes().vec();
-    ctx->saved_data["bias_shape"] = bias.sizes().vec();
-    at::AutoDispatchBelowADInplaceOrView guard;
-    static const auto op = find_op<BiasSignature>("dropkit::bias_dropout_add");
-    return op.call(x, bias, residual, seed, offset, threshold, scale);
-  }
-
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    const at::Tensor grad_x = keep_grad(ctx, grads[0], "scale");
-    at::Tensor grad_bias;
-    if (ctx->needs_input_grad(1)) {
-      grad_bias = grad_x.sum_to_size(ctx->saved_data["bias_shape"].toIntVector());
+  torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
+    if (!grads[0].defined()) {
+      return {at::Tensor()};
     }
-    return {grad_x, grad_bias, grads[0], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {keep_op().call(grads[0], seed, offset, threshold, scale, mask_shape)};
   }
+  std::string name() const override { return "dropkit::KeepBackward"; }
+};
+
+// residual + (x + bias) * M: grad_x = grad * M, grad_bias = grad_x summed to the bias's shape,
+// grad_residual = grad.
+struct BiasDropoutAddBackward : public torch::autograd::Node {
+  at::Tensor seed;
+  int64_t offset = 0;
+  int64_t threshold = 0;
+  double scale = 1.0;
+  std::vector<int64_t> x_shape;
+  std::vector<int64_t> bias_shape;
+
+  torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
+    const at::Tensor& grad = grads[0];
+    if (!grad.defined()) {
+      return {at::Tensor(), at::Tensor(), at::Tensor()};
+    }
+    at::Tensor grad_x, grad_bias;
+    if (should_compute_output(0) || should_compute_output(1)) {
+      grad_x = keep_op().call(grad, seed, offset, threshold, scale, x_shape);
+    }
+    if (should_compute_output(1)) {
+      grad_bias = grad_x.sum_to_size(bias_shape);
+    }
+    return {should_compute_output(0) ? grad_x : at::Tensor(), grad_bias,
+            should_compute_output(2) ? grad : at::Tensor()};
+  }
+  std::string name() const override { return "dropkit::BiasDropoutAddBackward"; }
 };
 
 // Without a gradient to record, the kernel is called directly: no node, no saved state.
@@ -1095,36 +1064,84 @@ bool records_grad(const at::Tensor& x) {
   return at::GradMode::is_enabled() && x.requires_grad();
 }
 
+// A new node of type N whose next edges are the inputs' gradient edges. Nodes are held by
+// c10::intrusive_ptr in newer torch and by std::shared_ptr in older (torch 2.11 on the GPU
+// machines): the pointer type is read off autograd's own Edge.
+using NodePtr = decltype(torch::autograd::Edge::function);
+
+template <typename N>
+auto node_for(const at::TensorList inputs) {
+  if constexpr (std::is_same_v<NodePtr, std::shared_ptr<torch::autograd::Node>>) {
+    auto node = std::make_shared<N>();
+    node->set_next_edges(torch::autograd::collect_next_edges(inputs));
+    return node;
+  } else {
+    auto node = c10::make_intrusive<N>();
+    node->set_next_edges(torch::autograd::collect_next_edges(inputs));
+    return node;
+  }
+}
+
+template <typename N>
+void fill_stream(N& node, const at::Tensor& seed, int64_t offset, int64_t threshold,
+                 double scale) {
+  node.seed = seed;
+  node.offset = offset;
+  node.threshold = threshold;
+  node.scale = scale;
+}
+
 at::Tensor keep_autograd(const at::Tensor& x, const at::Tensor& seed, int64_t offset,
                          int64_t threshold, double scale, c10::IntArrayRef mask_shape) {
-  if (!records_grad(x)) {
+  at::Tensor out;
+  {
     at::AutoDispatchBelowADInplaceOrView guard;
-    return keep_op().call(x, seed, offset, threshold, scale, mask_shape);
+    out = keep_op().call(x, seed, offset, threshold, scale, mask_shape);
   }
-  return KeepFunction::apply(x, seed, offset, threshold, scale, mask_shape);
+  if (records_grad(x)) {
+    auto node = node_for<KeepBackward>({x});
+    fill_stream(*node, seed, offset, threshold, scale);
+    node->mask_shape = mask_shape.vec();
+    torch::autograd::set_history(out, node);
+  }
+  return out;
 }
 
 at::Tensor keep_affine_autograd(const at::Tensor& x, const at::Tensor& seed, int64_t offset,
                                 int64_t threshold, double a, double kept_shift,
                                 double dropped_value, c10::IntArrayRef mask_shape) {
-  if (!records_grad(x)) {
+  static const auto op = find_op<AffineSignature>("dropkit::keep_affine");
+  at::Tensor out;
+  {
     at::AutoDispatchBelowADInplaceOrView guard;
-    static const auto op = find_op<AffineSignature>("dropkit::keep_affine");
-    return op.call(x, seed, offset, threshold, a, kept_shift, dropped_value, mask_shape);
+    out = op.call(x, seed, offset, threshold, a, kept_shift, dropped_value, mask_shape);
   }
-  return AffineFunction::apply(x, seed, offset, threshold, a, kept_shift, dropped_value,
-                               mask_shape);
+  if (records_grad(x)) {  // d/dx (x M + B) = M: the keep op with the affine map's factor
+    auto node = node_for<KeepBackward>({x});
+    fill_stream(*node, seed, offset, threshold, a);
+    node->mask_shape = mask_shape.vec();
+    torch::autograd::set_history(out, node);
+  }
+  return out;
 }
 
 at::Tensor bias_dropout_add_autograd(const at::Tensor& x, const at::Tensor& bias,
                                      const at::Tensor& residual, const at::Tensor& seed,
                                      int64_t offset, int64_t threshold, double scale) {
-  if (!records_grad(x) && !records_grad(bias) && !records_grad(residual)) {
+  static const auto op = find_op<BiasSignature>("dropkit::bias_dropout_add");
+  at::Tensor out;
+  {
     at::AutoDispatchBelowADInplaceOrView guard;
-    static const auto op = find_op<BiasSignature>("dropkit::bias_dropout_add");
-    return op.call(x, bias, residual, seed, offset, threshold, scale);
+    out = op.call(x, bias, residual, seed, offset, threshold, scale);
   }
-  return BiasDropoutAddFunction::apply(x, bias, residual, seed, offset, threshold, scale);
+  if (records_grad(x) || records_grad(bias) || records_grad(residual)) {
+    auto node = node_for<BiasDropoutAddBackward>({x, bias, residual});
+    fill_stream(*node, seed, offset, threshold, scale);
+    node->x_shape = x.sizes().vec();
+    node->bias_shape = bias.sizes().vec();
+    torch::autograd::set_history(out, node);
+  }
+  return out;
 }
 
 // -- In place: the version counter ----------------------------------------------------------------
