@@ -97,4 +97,4 @@ def cutout(
         return input
     n = input.shape[0] if input.dim() == 4 else 1
     seed_t, offset = resolve_stream(generator, seed, offset, 2 * n_holes * n)
-    return HOLES(input, seed_t, offset, True, size, n_holes, fill)
+    return HOLES(input, seed_t, offset, affine=True, size=size, n_holes=n_holes, fill=fill)

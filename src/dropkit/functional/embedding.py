@@ -80,4 +80,6 @@ def embedding_dropout(
     # passes over this op loop rather than batch; see dropkit.mc).
     seed_t, offset = resolve_stream(generator, seed, offset, weight.shape[0])
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
-    return EMBEDDING(out, seed_t, offset, True, input, rng.keep_threshold(p), scale)
+    return EMBEDDING(
+        out, seed_t, offset, affine=True, ids=input, threshold=rng.keep_threshold(p), scale=scale
+    )

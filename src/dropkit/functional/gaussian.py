@@ -69,5 +69,5 @@ def gaussian_dropout(
                                     words=2 * (input.numel() + offset) - offset)  # fmt: skip
     std = math.sqrt(p / (1.0 - p))
     if inplace:
-        return input.copy_(NORMAL_NOISE(input, seed_t, offset, True, std))
-    return NORMAL_NOISE(input, seed_t, offset, True, std)
+        return input.copy_(NORMAL_NOISE(input, seed_t, offset, affine=True, std=std))
+    return NORMAL_NOISE(input, seed_t, offset, affine=True, std=std)

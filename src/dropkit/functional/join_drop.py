@@ -82,4 +82,4 @@ def drop_branches(
     stacked = torch.stack(branches)  # (K, N, ...)
     n = shape[0]
     seed_t, offset = resolve_stream(generator, seed, offset, n * (k + 1))
-    return BRANCHES(stacked, seed_t, offset, True, rng.keep_threshold(p)).sum(0)
+    return BRANCHES(stacked, seed_t, offset, affine=True, threshold=rng.keep_threshold(p)).sum(0)

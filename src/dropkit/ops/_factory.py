@@ -97,8 +97,8 @@ class StreamOp:
         saved = SimpleNamespace(needs_input_grad=ctx.needs_input_grad, **values)
         return tuple(self._backward(saved, *grads))
 
-    def __call__(self, *args):
-        return self.op(*args)
+    def __call__(self, *args, **kwargs):
+        return self.op(*args, **kwargs)
 
 
 class MaskOp(StreamOp):
@@ -140,8 +140,8 @@ class MaskOp(StreamOp):
         return out.copy_((x.to(mult.dtype) * mult).add_(shift))
 
     def _grad(self, saved, grad):
-        params = [getattr(saved, n) for n in self.arg_names[4:]]
-        grad_x = self(grad, saved.seed, saved.offset, False, *params)
+        params = {n: getattr(saved, n) for n in self.arg_names[4:]}
+        grad_x = self(grad, saved.seed, saved.offset, affine=False, **params)
         return (grad_x,) + (None,) * (len(self.arg_names) - 1)
 
 
