@@ -37,13 +37,14 @@ def _channel_dropout(input, p, training, inplace, batched, channels_last, mode, 
                      offset, op):  # fmt: skip
     """Torch's ``feature_dropout`` on ``input`` (with a leading batch of one added when not
     ``batched``): the mask varies over the batch and channel dimensions only."""
-    p = check_probability(p, op=op)
-    check_training(training, op)
-    check_flag(channels_last, "channels_last", op=op)
+    if type(channels_last) is not bool:
+        check_flag(channels_last, "channels_last", op=op)
     dims = input.dim()
     if dims + (0 if batched else 1) < 2:
-        # torch only fails here when it actually samples; a no-op call passes through.
-        if _state.is_stochastic(training) and 0.0 < p < 1.0:
+        # torch only fails here when it actually samples; a no-op call passes through. (p and
+        # training are checked here for the comparison; keep_dropout checks them otherwise.)
+        p = check_probability(p, op=op)
+        if _state.is_stochastic(check_training(training, op)) and 0.0 < p < 1.0:
             raise RuntimeError(_FEATURE_RANK_ERROR)
         shape = list(input.shape)
     else:
