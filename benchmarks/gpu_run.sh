@@ -114,6 +114,10 @@ print(" ".join(missing))
 ' 2>/dev/null)
 MISSING=${MISSING:+ $MISSING}
 echo "missing:${MISSING:- none}" | tee -a "$OUT/env.txt"
+# dropkit's CPU kernels (the C++ library, built here on first use, before anything is timed):
+# "cpu", or "reference" when the build failed (its warning names why).
+"$PY" -c 'import dropkit; print("dropkit CPU backend:", dropkit.backend())' 2>&1 \
+    | tail -n 3 | tee -a "$OUT/env.txt"
 have() { case " $MISSING " in *" $1 "*) return 1 ;; esac; return 0; }
 have numpy || log "numpy is missing: dropkit imports it (dropkit.rng), so every part will fail"
 have hypothesis || log "hypothesis is missing: not needed here (tests/cuda does not use it)"
