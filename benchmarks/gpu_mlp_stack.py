@@ -149,10 +149,14 @@ def main() -> int:
         del loss
         kept[v] = sum(storages.values())
 
-    # Peak memory of one step of each variant alone (weights of all four variants resident).
+    # Peak memory of one step of each variant alone: the weights of all four variants resident,
+    # no gradients (every variant's are freed first, or the variants measured later would carry
+    # the earlier ones' gradients, 2 bytes per weight each, into their peak).
     peaks = {}
     for v in VARIANTS:
-        step(v)  # warm: gradients allocated, kernels compiled
+        step(v)  # warm: kernels compiled
+        for optimizer in optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
         if cuda:
             torch.cuda.synchronize()
             torch.cuda.empty_cache()
