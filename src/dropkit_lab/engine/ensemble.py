@@ -333,7 +333,9 @@ class _StackedLinear(torch.autograd.Function):
     def backward(ctx, grad):
         x, w = ctx.saved_tensors
         grad_x = torch.bmm(grad, w) if ctx.x_needs_grad else None
-        grad_w = torch.stack([g.t().mm(xk) for g, xk in zip(grad.unbind(0), x.unbind(0))])
+        grad_w = w.new_empty(w.shape)
+        for g, xk, out in zip(grad.unbind(0), x.unbind(0), grad_w.unbind(0), strict=True):
+            torch.mm(g.t(), xk, out=out)  # written in place: no stacking copy
         return grad_x, grad_w, grad.sum(1)
 
 
