@@ -171,7 +171,7 @@ def _parser() -> argparse.ArgumentParser:
         "and seeds) as one stacked model in this process, with every core: each run's result "
         "is the one it gets alone with the same thread count, bit for bit; runs that cannot be "
         "stacked (BatchNorm, DropConnect, Gaussian dropout) train as without it, in --workers "
-        "(default: --no-ensemble; docs/lab.md has the measured speed)",
+        "(default: --no-ensemble; docs/experiments.md has the measured speed)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bars, log lines only")
     report = sub.add_parser("report", help="write OUT_DIR/report.md with tables and plots")
