@@ -163,6 +163,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--workers", type=_positive("--workers"), default=1, help="parallel worker processes"
     )
+    run.add_argument(
+        "--ensemble",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="train the runs that share a network shape (e.g. one experiment's configurations "
+        "and seeds) as one stacked model in this process, with every core: each run's result "
+        "is the one it gets alone with the same thread count, bit for bit; runs that cannot be "
+        "stacked (BatchNorm, DropConnect, Gaussian dropout) train as without it, in --workers "
+        "(default: --no-ensemble; docs/experiments.md has the measured speed)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bars, log lines only")
     report = sub.add_parser("report", help="write OUT_DIR/report.md with tables and plots")
     report.add_argument("out_dir")
@@ -249,6 +259,7 @@ def _run(args) -> int:
         device=args.device,
         workers=args.workers,
         quiet=args.quiet,
+        ensemble=args.ensemble,
     )
     print(
         f"\nresults in {args.out}/{summary['experiment']}/{summary['profile']}; "

@@ -55,6 +55,7 @@ import torch
 import dropkit
 from dropkit_lab.catalogue import estimate, measured_speeds
 from dropkit_lab.data import load_dataset
+from dropkit_lab.engine.ensemble import Member, stack_key, train_ensemble
 from dropkit_lab.engine.jsonio import (
     DamagedFileError,
     UncheckedFileError,
@@ -79,6 +80,7 @@ from dropkit_lab.text import duration, plural
 
 __all__ = [
     "Interrupted",
+    "ensemble_groups",
     "OutputLock",
     "RunnerError",
     "WorkerDied",
@@ -438,6 +440,57 @@ def _train(spec: RunSpec, data, checkpoint: Path, progress: str, desc: str, devi
     )
 
 
+def ensemble_groups(specs: list[RunSpec]) -> list[list[RunSpec]]:
+    """``specs`` that the ensemble trainer can train together: groups of at least two runs that
+    share architecture, batch size, epochs and data
+    (:func:`~dropkit_lab.engine.ensemble.stack_key`), in the experiment's order."""
+    groups: dict[tuple, list[RunSpec]] = {}
+    for spec in specs:
+        key = stack_key(spec.model, spec.train)
+        if key is not None:
+            groups.setdefault((key, spec.dataset, spec.train_size, spec.test_size), []).append(spec)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _execute_group(
+    experiment: Experiment,
+    specs: list[RunSpec],
+    profile: str,
+    root: Path,
+    data_dir,
+    device: str,
+    progress: str,
+) -> list[dict]:
+    """Train ``specs`` with the ensemble trainer (each resuming from its checkpoint; an unusable
+    checkpoint is deleted or moved aside with a message, as :func:`_train` does), then measure
+    and record each run as :func:`_execute` does."""
+    first = specs[0]
+    data = _dataset(first.dataset, data_dir, first.train_size, first.test_size)
+    checkpoints = [root / "checkpoints" / f"{s.run_id}.pt" for s in specs]
+    members = [
+        Member(s.model, s.train, c, s.run_id) for s, c in zip(specs, checkpoints, strict=True)
+    ]
+    desc = f"{experiment.name}/{first.run_id}..{specs[-1].run_id} (ensemble of {len(specs)})"
+    for _ in range(len(specs) + 1):  # each failure removes one checkpoint
+        try:
+            results = train_ensemble(members, data, progress=progress, desc=desc, device=device)
+            break
+        except CheckpointError as exc:
+            run_id = exc.path.stem
+            if exc.path.is_dir():
+                aside = _move_aside(exc.path, exc.path.parent.parent / "damaged")
+                _say(f"{exc}; moved to {aside}, training {run_id} from its first epoch")
+            else:
+                exc.path.unlink()
+                _say(f"{exc}; deleted it, training {run_id} from its first epoch")
+    else:  # pragma: no cover - every retry removed a checkpoint
+        raise RunnerError(f"the checkpoints of {desc} cannot be used")
+    return [
+        _finish(experiment, s, profile, root, device, data, c, r)
+        for s, c, r in zip(specs, checkpoints, results, strict=True)
+    ]
+
+
 def _execute(
     experiment: Experiment,
     spec: RunSpec,
@@ -451,6 +504,11 @@ def _execute(
     checkpoint = root / "checkpoints" / f"{spec.run_id}.pt"
     desc = f"{experiment.name}/{spec.run_id}"
     result = _train(spec, data, checkpoint, progress, desc, device)
+    return _finish(experiment, spec, profile, root, device, data, checkpoint, result)
+
+
+def _finish(experiment, spec, profile, root, device, data, checkpoint, result) -> dict:
+    """Measure a trained run, write its record and delete its checkpoint; the record."""
     t0 = time.perf_counter()
     result.model.cpu()  # measurements run on the CPU copy of the data
     measures = experiment.measure(spec, result, data)
@@ -606,12 +664,18 @@ def run_experiment(
     progress: str = "auto",
     echo=print,
     threads: int | None = None,
+    ensemble: bool = False,
 ) -> dict:
     """Run every pending run of experiment ``name`` and return (and write) its summary.
 
     ``workers > 1`` trains independent runs in that many processes. Each process's torch threads
     follow the size of the nets and the machine's load (:mod:`dropkit_lab.engine.threads`), or
     are ``threads`` when given; a resumed run keeps the count its checkpoint recorded.
+    ``ensemble`` trains the pending runs that share an architecture, batch size, epochs and data
+    (:func:`ensemble_groups`) as one stacked model in this process
+    (:func:`~dropkit_lab.engine.ensemble.train_ensemble`: each run's record is the one it gets
+    alone with the same thread count, timings aside), with every core's thread unless
+    ``threads`` is given; the other runs then train as without it (serially or in ``workers``).
     ``quiet`` turns progress bars into nothing but a line per finished run. ``echo`` receives the
     printable summary (None: print nothing).
 
@@ -647,7 +711,7 @@ def run_experiment(
             try:
                 return _run_locked(
                     experiment, profile, seeds, specs, root, data_dir, device, workers, quiet,
-                    progress, echo, threads,
+                    progress, echo, threads, ensemble,
                 )  # fmt: skip
             except _Stop as stop:
                 remove_stale_temporaries(root, lambda text: None)
@@ -664,7 +728,7 @@ def run_experiment(
 
 def _run_locked(
     experiment, profile, seeds, specs, root, data_dir, device, workers, quiet, progress, echo,
-    threads,
+    threads, ensemble=False,
 ) -> dict:  # fmt: skip
     if root.exists():
         remove_stale_temporaries(root, _say)
@@ -676,7 +740,7 @@ def _run_locked(
     try:
         return _train_and_summarize(
             experiment, profile, seeds, specs, pending, root, data_dir, device, workers, quiet,
-            progress, echo, threads,
+            progress, echo, threads, ensemble,
         )  # fmt: skip
     finally:
         torch.set_num_threads(saved)
@@ -684,7 +748,7 @@ def _run_locked(
 
 def _train_and_summarize(
     experiment, profile, seeds, specs, pending, root, data_dir, device, workers, quiet, progress,
-    echo, threads,
+    echo, threads, ensemble=False,
 ) -> dict:  # fmt: skip
     name = experiment.name
     preamble = experiment.preamble()
@@ -704,15 +768,32 @@ def _train_and_summarize(
             _DATA_CACHE.setdefault((dataset, str(data_dir)), load_dataset(dataset, data_dir))
     t0 = time.perf_counter()
     finished: list[tuple[RunSpec, dict]] = []
-    if workers == 1 or len(pending) <= 1:
-        for i, spec in enumerate(pending):
+    rest = pending
+    if ensemble:
+        groups = ensemble_groups(pending)
+        stacked = {s.run_id for group in groups for s in group}
+        rest = [s for s in pending if s.run_id not in stacked]
+        for group in groups:
+            bar = "none" if quiet else progress
+            saved = torch.get_num_threads()
+            torch.set_num_threads(threads or _threads(group, 1))
+            try:
+                records = _execute_group(experiment, group, profile, root, data_dir, device, bar)
+            finally:
+                torch.set_num_threads(saved)
+            for spec, record in zip(group, records, strict=True):
+                finished.append((spec, record))
+                _say(_finished_line(record, done + len(finished), len(specs)))
+    done += len(finished)
+    if workers == 1 or len(rest) <= 1:
+        for spec in rest:
             bar = "none" if quiet else progress
             record = _execute(experiment, spec, profile, root, data_dir, device, bar)
             finished.append((spec, record))
-            _say(_finished_line(record, done + i + 1, len(specs)))
+            _say(_finished_line(record, len(specs) - len(pending) + len(finished), len(specs)))
     else:
-        finished = _run_parallel(
-            experiment, profile, pending, root, data_dir, device, workers, quiet, done, len(specs),
+        finished += _run_parallel(
+            experiment, profile, rest, root, data_dir, device, workers, quiet, done, len(specs),
             threads,
         )  # fmt: skip
     wall = time.perf_counter() - t0
@@ -737,6 +818,7 @@ def _train_and_summarize(
             "train_seconds_total": sum(r["train_seconds"] for r in results),
             "wall_seconds_this_invocation": wall,
             "workers": workers,
+            "ensemble": ensemble,
             "preamble": preamble,
             # What the summary was computed from: `dropkit report` checks the run files against it.
             "run_sha256": {r["spec"]["run_id"]: r["sha256"] for r in results},

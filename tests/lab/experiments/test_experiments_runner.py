@@ -212,3 +212,57 @@ def test_report_names_a_summary_without_checksum_and_runs_it_was_not_made_from(t
     (root / "summary.json").write_text(json.dumps(summary))
     report = write_report(tmp_path).read_text()
     assert "summary.json has no checksum" in report and "## demo (smoke profile)" in report
+
+
+def _same_records(tmp_path, a_name, b_name):
+    """The runs of two output folders: identical records, timings and how-trained aside."""
+    runs = tmp_path / a_name / "demo" / "smoke" / "runs"
+    names = sorted(p.name for p in runs.iterdir())
+    assert names == sorted(
+        p.name for p in (tmp_path / b_name / "demo" / "smoke" / "runs").iterdir()
+    )
+    timing = {"train_seconds", "measure_seconds", "sha256", "resumed_from_epoch"}
+    for name in names:
+        a = read_json(runs / name)
+        b = read_json(tmp_path / b_name / "demo" / "smoke" / "runs" / name)
+        for r in (a, b):
+            for h in r["history"]:
+                h.pop("seconds")
+        assert {k: v for k, v in a.items() if k not in timing} == {
+            k: v for k, v in b.items() if k not in timing
+        }, name
+    return names
+
+
+def test_ensemble_gives_the_records_of_training_alone_and_resumes(tmp_path):
+    from dropkit_lab.experiments.runner import ensemble_groups
+
+    specs = get_experiment("demo").runs("smoke", 2)
+    groups = ensemble_groups(specs)
+    assert [[s.run_id for s in g] for g in groups] == [
+        ["none-s0", "none-s1", "dropout-s0", "dropout-s1"]
+    ]
+    alone = _run(tmp_path, "alone", seeds=2, threads=1)
+    stacked = _run(tmp_path, "stacked", seeds=2, threads=1, ensemble=True)
+    assert stacked["ensemble"] and not alone["ensemble"]
+    names = _same_records(tmp_path, "alone", "stacked")
+    assert len(names) == len(specs)
+    # one run stopped after an epoch (alone), one after two (by an ensemble): both resume
+    data = load_digits().subset(specs[0].train_size, specs[0].test_size)
+    root = tmp_path / "killed" / "demo" / "smoke"
+    torch.set_num_threads(1)
+    train(specs[3].model, specs[3].train, data, checkpoint=root / "checkpoints" /
+          "dropout-s1.pt", progress="none", stop_after=1)  # fmt: skip
+    from dropkit_lab.engine.ensemble import Member, train_ensemble
+
+    train_ensemble([Member(specs[0].model, specs[0].train, root / "checkpoints" / "none-s0.pt"),
+                    Member(specs[1].model, specs[1].train)], data, progress="none",
+                   stop_after=2)  # fmt: skip
+    _run(tmp_path, "killed", seeds=2, threads=1, ensemble=True)
+    assert _record(tmp_path, "killed", "dropout-s1")["resumed_from_epoch"] == 1
+    assert _record(tmp_path, "killed", "none-s0")["resumed_from_epoch"] == 2
+    _same_records(tmp_path, "alone", "killed")
+    assert not list((root / "checkpoints").glob("*"))
+    # finished runs are skipped
+    again = _run(tmp_path, "stacked", seeds=2, threads=1, ensemble=True)
+    assert again["wall_seconds_this_invocation"] < stacked["wall_seconds_this_invocation"]
