@@ -120,6 +120,19 @@ def test_a_refusing_launcher_switches_back_to_triton_with_one_warning(fake):
     assert triton_gpu._compiled is None
 
 
+def test_triton_before_3_3_keeps_its_own_path(fake, monkeypatch):
+    # Its compiled kernels take the non-constexpr arguments only.
+    monkeypatch.setattr(triton_gpu.triton, "__version__", "3.2.0")
+    triton_gpu._direct_launch_api.cache_clear()
+    try:
+        x = torch.zeros(64)
+        for _ in range(2):
+            triton_gpu._launch("fake_kernel", (1,), x, 64, k0=7, BLOCK=128)
+    finally:
+        triton_gpu._direct_launch_api.cache_clear()
+    assert kinds(fake) == ["triton", "triton"]
+
+
 def test_launch_hooks_and_default_arguments_take_tritons_path(fake, monkeypatch):
     x = torch.zeros(64)
     runtime = triton_gpu.triton.knobs.runtime

@@ -703,6 +703,15 @@ def _int_class(value: int) -> int:
     return 1 if -(2**63) <= value < 2**63 else 2
 
 
+@functools.cache
+def _direct_launch_api() -> bool:
+    """Whether this Triton's compiled kernels take every argument, constexprs included, in
+    parameter order (Triton >= 3.3, as its own ``JITFunction.run`` passes them); older ones take
+    the others only, and keep Triton's path."""
+    major, minor = (int(part) for part in triton.__version__.split(".")[:2])
+    return (major, minor) >= (3, 3)
+
+
 def _launch_hooks() -> bool:
     """Whether a launch hook is set (a profiler's): it needs Triton's launch metadata. Newer
     Triton holds hooks in a chain that is empty by default, older Triton ``None``."""
@@ -738,7 +747,7 @@ def _launch(kernel_name: str, grid, *args, dtype: torch.dtype | None = None, **k
     kernel = _load()[kernel_name]
     if dtype is not None:  # float64 for float64 inputs, float32 for the others (the reference's)
         kwargs["ACC"] = tl.float64 if dtype == torch.float64 else tl.float32
-    if _compiled is None or _interpreting() or _launch_hooks():
+    if _compiled is None or not _direct_launch_api() or _interpreting() or _launch_hooks():
         kernel[grid](*args, **kwargs, **LAUNCH_OPTIONS)
         return
     rest = kernel.params[len(args) :]
