@@ -53,6 +53,8 @@ def _block_rate(drop_prob: object, gamma_scale: object) -> float:
 
 
 def _path_rate(drop_prob: object) -> float:
+    if type(drop_prob) is float and 0.0 <= drop_prob <= 1.0:  # the common call
+        return drop_prob
     p = _args.real(drop_prob, "drop_prob")
     if not 0.0 <= p <= 1.0:  # timm's bernoulli_(1 - drop_prob) raises RuntimeError
         raise RuntimeError(f"drop_prob has to be between 0 and 1, but got {drop_prob}")

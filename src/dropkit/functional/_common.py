@@ -44,6 +44,18 @@ def eval_output(input: torch.Tensor, p: float, mode: str, inplace: bool) -> torc
     return input.mul_(1.0 - p) if inplace else input * (1.0 - p)
 
 
+def check_input(input, op: str, name: str = "input") -> None:
+    """:func:`~dropkit.ops.checks.check_tensor`, with the common plain dense tensor accepted
+    inline."""
+    if (
+        type(input) is not torch.Tensor
+        or input.layout != torch.strided
+        or input.is_quantized
+        or input.is_nested
+    ):
+        check_tensor(input, op, name)
+
+
 def keep_inplace(input, seed, offset, threshold, scale, mask_shape) -> torch.Tensor:
     """``dropkit::keep_`` on ``input``; where autograd records the call, the out-of-place op and a
     ``copy_`` (an in-place operator with its own autograd kernel would save nothing more)."""
@@ -66,6 +78,7 @@ def keep_dropout(input, p, training, inplace, mask_shape, mode, generator, seed,
     ever accept; every other value goes through its check in :mod:`dropkit.ops.checks`, the one
     place that decides what is valid.
     """
+    # check_input's test, inline: one Python frame fewer on every call (test_dropout.py counts).
     if (
         type(input) is not torch.Tensor
         or input.layout != torch.strided

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from dropkit import _state
-from dropkit.functional._common import keep_dropout
+from dropkit.functional._common import check_input, keep_dropout
 from dropkit.ops import overridable
-from dropkit.ops.checks import check_flag, check_int, check_probability, check_tensor
+from dropkit.ops.checks import check_flag, check_int, check_probability
 
 __all__ = ["check_drop_path_args", "drop_path", "linear_decay_rates", "stochastic_depth"]
 
@@ -19,14 +19,15 @@ _NO_MODE = object()
 def check_drop_path_args(p, name: str, op: str, mode=_NO_MODE) -> float:
     """The drop probability, named ``drop_prob`` (timm) or "drop probability" (torchvision's
     message), and, when passed, ``mode`` (torchvision's ``ValueError`` for any other value)."""
-    p = check_probability(p, name, op=op, what="drop probability" if name == "p" else name)
+    if type(p) is not float or not 0.0 <= p <= 1.0:  # the common call is accepted inline
+        p = check_probability(p, name, op=op, what="drop probability" if name == "p" else name)
     if mode is not _NO_MODE and not (isinstance(mode, str) and mode in MODES):
         raise ValueError(f"mode has to be either 'batch' or 'row', but got {mode!r}")
     return p
 
 
 def _drop_branch(x, p, training, per_sample, rescale, generator, seed, offset, op, name):
-    check_tensor(x, op, name)
+    check_input(x, op, name)
     if x.dim() == 0 and p > 0.0 and _state.is_stochastic(training):
         raise ValueError(f"{op}: input must have a batch dimension (N, ...), got a 0-d tensor")
     shape = [x.shape[0] if per_sample else 1] + [1] * (x.dim() - 1) if x.dim() else []
@@ -63,7 +64,8 @@ def drop_path(x: torch.Tensor, drop_prob: float = 0.0, training: bool = False,
     [0, 1] and a 0-d input raise at once; only the seed is kept for backward.
     """
     p = check_drop_path_args(drop_prob, "drop_prob", "drop_path")
-    check_flag(scale_by_keep, "scale_by_keep", op="drop_path")
+    if type(scale_by_keep) is not bool:
+        check_flag(scale_by_keep, "scale_by_keep", op="drop_path")
     return _drop_branch(x, p, training, True, scale_by_keep, generator, seed, offset, "drop_path",
                         "x")  # fmt: skip
 
