@@ -35,6 +35,12 @@ def mnist_dir() -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def mnist_dir_or_none() -> Path | None:
+    """The MNIST data folder, or None where there is none (for tests that run either way)."""
+    return mnist_data_dir()
+
+
 @pytest.fixture(autouse=True)
 def _restore_torch_state():
     """Tests may change the default generator's state or thread count; restore both."""

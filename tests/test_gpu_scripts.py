@@ -49,19 +49,26 @@ def _python_dir() -> str:
 
 
 @pytest.mark.slow
-def test_gpu_run_cpu_check(tmp_path):
+def test_gpu_run_cpu_check(tmp_path, mnist_dir_or_none):
     # The whole script on the CPU (a few minutes on 2 cores): every part runs, one JSON file.
     if shutil.which("timeout") is None:
         pytest.skip("coreutils' timeout is missing")
+    # With MNIST beside the clone, the paper protocol's part runs too (the smoke profile here).
+    data = mnist_dir_or_none
     env = _env(PATH=_python_dir() + os.pathsep + os.environ["PATH"], PYTHON=sys.executable)
+    env.pop("DROPKIT_DATA", None)
     result = subprocess.run(
-        ["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), "--cpu-check", str(tmp_path)],
+        ["bash", str(ROOT / "benchmarks" / "gpu_run.sh"), "--cpu-check", str(tmp_path),
+         *([str(data)] if data else [])],
         env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     figures = json.loads((tmp_path / "gpu_results.json").read_text())
     assert figures["mode"] == "cpu"
-    assert {name for name in figures["parts"]} == {"gpu_bench", "mlp_stack", "cuda_tests"}
+    parts = {"gpu_bench", "mlp_stack", "cuda_tests"} | ({"paper"} if data else set())
+    assert {name for name in figures["parts"]} == parts
+    if data:
+        assert figures["parts"]["paper"]["exit"] == "0"
     assert figures["gpu_bench"]["bit_failures"] == []
     assert figures["mlp_stack"]["cpu_check"]
     assert figures["cuda_tests"]["tests"] > 100
