@@ -275,8 +275,9 @@ void dilate(uint8_t* m, int64_t outer, int64_t length, int64_t inner, int64_t k,
   }
 }
 
-// One plane's dropped elements (m zeroed) from its seeds (positions in the plane, in order).
-void grow_plane(uint8_t* m, const int64_t* seeds, int64_t count, const Geometry& g,
+// One plane's dropped elements (m zeroed) from its seeds (positions in the plane, in order);
+// returns the number of seeds in the region.
+int64_t grow_plane(uint8_t* m, const int64_t* seeds, int64_t count, const Geometry& g,
                 std::vector<int32_t>& prefix) {
   const int64_t hw = g.size[1] * g.size[2];
   int64_t kept_seeds = 0;
@@ -308,7 +309,10 @@ void grow_plane(uint8_t* m, const int64_t* seeds, int64_t count, const Geometry&
     }
     for (int64_t z = from[0]; z < to[0]; ++z) {
       for (int64_t y = from[1]; y < to[1]; ++y) {
-        std::memset(m + z * hw + y * g.size[2] + from[2], 1, static_cast<size_t>(to[2] - from[2]));
+        uint8_t* row = m + z * hw + y * g.size[2];
+        for (int64_t w = from[2]; w < to[2]; ++w) {  // short runs: no call to memset
+          row[w] = 1;
+        }
       }
     }
   }
@@ -317,6 +321,7 @@ void grow_plane(uint8_t* m, const int64_t* seeds, int64_t count, const Geometry&
     dilate(m, g.size[0], g.size[1], g.size[2], g.k[1], g.a[1], prefix);
     dilate(m, g.size[0] * g.size[1], g.size[2], 1, g.k[2], g.a[2], prefix);
   }
+  return kept_seeds;
 }
 
 // Appends start + t for every word w[t] < t32 (every word if all): seeds are rare, so the words
@@ -380,10 +385,15 @@ void block_mask(uint8_t* mask, int64_t* dropped, int64_t planes, const Geometry&
         ++next;
       }
       uint8_t* m = mask + p * plane;
-      grow_plane(m, seeds.data() + first, static_cast<int64_t>(next - first), g, prefix);
       int64_t count = 0;
-      for (int64_t s = 0; s < plane; ++s) {
-        count += m[s];
+      if (grow_plane(m, seeds.data() + first, static_cast<int64_t>(next - first), g, prefix)) {
+        for (int64_t s = 0; s < plane; s += 1 << 16) {  // 32-bit sums vectorise better
+          uint32_t part = 0;
+          for (int64_t t = s; t < std::min(plane, s + (1 << 16)); ++t) {
+            part += m[t];
+          }
+          count += part;
+        }
       }
       dropped[p] = count;
     }
@@ -400,51 +410,66 @@ struct Acc<double> {
   using type = double;
 };
 
-// x, out: n rows of len elements at row stride len (x's memory order); the mask of element t of
-// row r is mask_at(r)[t * mask_step], its normal z_at(r)[t * z_step], the scale scale_at(r).
-// out = x * (dropped ? 0 : scale) (+ (dropped ? z : 0) with noise), in A, rounded once to T.
-template <typename T, bool kNoise, typename Rows>
-void write_rows(const T* x, T* out, int64_t rows, int64_t len, const Rows& at_row) {
-  using A = typename Acc<T>::type;
-  for_range(rows, std::max<int64_t>(1, kGrain / len), [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const T* xs = x + r * len;
-      T* os = out + r * len;
-      const auto row = at_row(r);  // {mask, mask_step, scale, z, z_step}
-      const uint8_t* m = row.mask;
-      const A scale = static_cast<A>(row.scale);
-      if constexpr (kNoise) {
-        const A* z = static_cast<const A*>(row.z);
-        for (int64_t t = 0; t < len; ++t) {
-          const bool drop = m[t * row.mask_step] != 0;
-          const A product = static_cast<A>(xs[t]) * (drop ? A(0) : A(1));
-          os[t] = static_cast<T>(z ? product + (drop ? z[t * row.z_step] : A(0)) : product);
-        }
-      } else if (row.mask_step == 0) {
-        const A mult = m[0] ? A(0) : scale;
-        for (int64_t t = 0; t < len; ++t) {
-          os[t] = static_cast<T>(static_cast<A>(xs[t]) * mult);
-        }
-      } else if (row.mask_step == 1) {
-        for (int64_t t = 0; t < len; ++t) {
-          os[t] = static_cast<T>(static_cast<A>(xs[t]) * (m[t] ? A(0) : scale));
-        }
-      } else {
-        for (int64_t t = 0; t < len; ++t) {
-          os[t] = static_cast<T>(static_cast<A>(xs[t]) * (m[t * row.mask_step] ? A(0) : scale));
-        }
-      }
-    }
-  });
+// f(r, i, j) for the rows r = i inner + j (i < outer, j < inner) of len elements, in parallel;
+// i and j advance by counting (rows may be short: a 7 x 7 map).
+template <typename F>
+void for_rows(int64_t outer, int64_t inner, int64_t len, const F& f) {
+  for_range(outer * inner, std::max<int64_t>(1, kGrain / std::max<int64_t>(len, 1)),
+            [&](int64_t begin, int64_t end) {
+              int64_t i = begin / inner, j = begin % inner;
+              for (int64_t r = begin; r < end; ++r) {
+                f(r, i, j);
+                if (++j == inner) {
+                  j = 0;
+                  ++i;
+                }
+              }
+            });
 }
 
-struct Row {
-  const uint8_t* mask;
-  int64_t mask_step;
-  double scale;
-  const void* z;
-  int64_t z_step;
-};
+// The runs of the output pass: the product in A, rounded once to T. out[t] = x[t] * m[t] ...
+template <typename T, typename A>
+inline void mul_run(const T* __restrict x, T* __restrict out, int64_t len,
+                    const A* __restrict m) {
+  for (int64_t t = 0; t < len; ++t) {
+    out[t] = static_cast<T>(static_cast<A>(x[t]) * m[t]);
+  }
+}
+
+// ... x[t] * m ...
+template <typename T, typename A>
+inline void scale_run(const T* __restrict x, T* __restrict out, int64_t len, A m) {
+  for (int64_t t = 0; t < len; ++t) {
+    out[t] = static_cast<T>(static_cast<A>(x[t]) * m);
+  }
+}
+
+// ... x[t] * (dropped[t step] ? 0 : scale) ...
+template <typename T, typename A>
+inline void select_run(const T* __restrict x, T* __restrict out, int64_t len,
+                       const uint8_t* __restrict dropped, int64_t step, A scale) {
+  if (step == 1) {
+    for (int64_t t = 0; t < len; ++t) {
+      out[t] = static_cast<T>(static_cast<A>(x[t]) * (dropped[t] ? A(0) : scale));
+    }
+    return;
+  }
+  for (int64_t t = 0; t < len; ++t) {
+    out[t] = static_cast<T>(static_cast<A>(x[t]) * (dropped[t * step] ? A(0) : scale));
+  }
+}
+
+// ... and with noise x[t] * M + (dropped ? z : 0), M = 0 or 1 (two roundings in A; without z,
+// the gradient's x[t] * M).
+template <typename T, typename A>
+inline void noise_run(const T* x, T* out, int64_t len, const uint8_t* dropped, int64_t step,
+                      const A* z, int64_t z_step) {
+  for (int64_t t = 0; t < len; ++t) {
+    const bool drop = dropped[t * step] != 0;
+    const A product = static_cast<A>(x[t]) * (drop ? A(0) : A(1));
+    out[t] = static_cast<T>(z ? product + (drop ? z[t * z_step] : A(0)) : product);
+  }
+}
 
 // -- the operator --------------------------------------------------------------------------------
 constexpr const char* kOp = "dropkit::blocks";
@@ -534,7 +559,7 @@ at::Tensor blocks_cpu(const at::Tensor& x, const at::Tensor& seed, int64_t offse
   block_mask(mask.get(), dropped.data(), planes, g, static_cast<uint64_t>(offset), keys,
              static_cast<uint64_t>(threshold));
   const int64_t plane = g.plane, repeat = per_channel ? 1 : c;
-  const bool use_noise = noise, shift = noise && affine;
+  const bool shift = noise && affine;
   const bool double_acc = x.scalar_type() == at::kDouble;
   const std::vector<double> scale =
       noise ? std::vector<double>(static_cast<size_t>(n), 1.0)
@@ -550,11 +575,6 @@ at::Tensor blocks_cpu(const at::Tensor& x, const at::Tensor& seed, int64_t offse
     z = at::sqrt(at::log(u1).mul(-2.0)).mul(at::cos(u2.mul(2.0 * M_PI)));
     z = z.to(double_acc ? at::kDouble : at::kFloat);
   }
-  const void* zp = shift ? z.const_data_ptr() : nullptr;
-  const size_t z_bytes = double_acc ? sizeof(double) : sizeof(float);
-  const auto z_at = [&](int64_t logical) -> const void* {
-    return zp ? static_cast<const char*>(zp) + logical * z_bytes : nullptr;
-  };
   const uint8_t* mp = mask.get();
   const bool contiguous = x.is_contiguous();
   const bool channels_last =
@@ -565,27 +585,52 @@ at::Tensor blocks_cpu(const at::Tensor& x, const at::Tensor& seed, int64_t offse
   at::Tensor oc = contiguous || channels_last ? out : at::empty_like(xc);
   dispatch_floating(x.scalar_type(), [&](auto tag) {
     using T = decltype(tag);
+    using A = typename Acc<T>::type;
     const T* xs = xc.const_data_ptr<T>();
     T* os = oc.mutable_data_ptr<T>();
-    const auto run = [&](int64_t rows, int64_t len, const auto& at_row) {
-      if (use_noise) {
-        write_rows<T, true>(xs, os, rows, len, at_row);
+    const A* zs = shift ? z.const_data_ptr<A>() : nullptr;
+    if (noise) {  // rows (i, s) of C channels, or (i, c) of S elements
+      if (channels_last) {
+        for_rows(n, plane, c, [&](int64_t r, int64_t i, int64_t j) {
+          noise_run<T, A>(xs + r * c, os + r * c, c, mp + i * c_seed * plane + j,
+                          per_channel ? plane : 0, zs ? zs + i * c * plane + j : nullptr, plane);
+        });
       } else {
-        write_rows<T, false>(xs, os, rows, len, at_row);
+        for_rows(n, c, plane, [&](int64_t r, int64_t i, int64_t j) {
+          noise_run<T, A>(xs + r * plane, os + r * plane, plane,
+                          mp + (i * c_seed + (per_channel ? j : 0)) * plane, 1,
+                          zs ? zs + r * plane : nullptr, 1);
+        });
       }
-    };
-    if (channels_last) {  // rows (n, s) of C channels
-      run(n * plane, c, [&](int64_t r) {
-        const int64_t i = r / plane, s = r % plane;
-        return Row{mp + i * c_seed * plane + s, per_channel ? plane : 0, scale[i],
-                   z_at(i * c * plane + s), plane};
-      });
-    } else {  // rows (n, c) of S elements
-      run(n * c, plane, [&](int64_t r) {
-        const int64_t i = r / c, ch = r % c;
-        return Row{mp + (i * c_seed + (per_channel ? ch : 0)) * plane, 1, scale[i],
-                   z_at(r * plane), 1};
-      });
+    } else if (per_channel) {  // the bytes of the mask, selected per element
+      if (channels_last) {
+        for_rows(n, plane, c, [&](int64_t r, int64_t i, int64_t j) {
+          select_run<T, A>(xs + r * c, os + r * c, c, mp + i * c * plane + j, plane,
+                           static_cast<A>(scale[i]));
+        });
+      } else {
+        for_rows(n, c, plane, [&](int64_t r, int64_t i, int64_t) {
+          select_run<T, A>(xs + r * plane, os + r * plane, plane, mp + r * plane, 1,
+                           static_cast<A>(scale[i]));
+        });
+      }
+    } else {  // one mask per sample: its multipliers, N S of them, then products
+      std::vector<A> mult(static_cast<size_t>(n * plane));
+      for (int64_t i = 0; i < n; ++i) {
+        for (int64_t e = i * plane; e < (i + 1) * plane; ++e) {
+          mult[e] = mp[e] ? A(0) : static_cast<A>(scale[i]);
+        }
+      }
+      const A* ms = mult.data();
+      if (channels_last) {
+        for_rows(n, plane, c, [&](int64_t r, int64_t, int64_t) {
+          scale_run<T, A>(xs + r * c, os + r * c, c, ms[r]);
+        });
+      } else {
+        for_rows(n, c, plane, [&](int64_t r, int64_t i, int64_t) {
+          mul_run<T, A>(xs + r * plane, os + r * plane, plane, ms + i * plane);
+        });
+      }
     }
   });
   if (!(contiguous || channels_last)) {
