@@ -1,6 +1,7 @@
-"""``dropkit::blocks``: the compiled CPU kernel equals the reference (dropkit.kernels.reference.blocks)
-bit for bit over options, dtypes, layouts and shapes; its gradient is the op on the gradient;
-double backward, torch.compile, fake and meta tensors, and the DROPKIT_BACKEND=reference route."""
+"""``dropkit::blocks``: the compiled CPU kernel equals the reference
+(:func:`dropkit.kernels.reference.blocks`) bit for bit over options, dtypes, layouts and shapes;
+its gradient is the op on the gradient; double backward, torch.compile, fake and meta tensors,
+and the DROPKIT_BACKEND=reference route."""
 
 from __future__ import annotations
 
@@ -20,8 +21,12 @@ BLOCKS = torch.ops.dropkit.blocks.default
 needs_cpu = pytest.mark.skipif(kernels.backend() != "cpu", reason="the C++ kernels are not loaded")
 
 # (per_channel, border, normalize, noise)
-OPTIONS = [(pc, border, norm, False) for pc, border, norm in
-           itertools.product([True, False], ["valid", "clip"], ["sample", "batch", "none"])]
+OPTIONS = [
+    (pc, border, norm, False)
+    for pc, border, norm in itertools.product(
+        [True, False], ["valid", "clip"], ["sample", "batch", "none"]
+    )
+]
 OPTIONS += [(pc, border, "none", True) for pc in (True, False) for border in ("valid", "clip")]
 SHAPES = [(2, 3, 9, 8), (3, 2, 4, 3), (1, 2, 1, 5), (2, 3, 4, 5, 6)]  # fmt: skip
 
@@ -115,8 +120,7 @@ def test_double_backward_and_nothing_saved(kind, cpu_kernels):
     x = torch.randn(2, 3, 7, 6, dtype=torch.float64, requires_grad=True)
     with cpu_kernels(kind):
         saved = []
-        hooks = torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t)
-        with hooks:
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
             y = F.drop_block2d(x * x, 0.4, 3, seed=2)
         (g,) = torch.autograd.grad(y.sum(), x, create_graph=True)
         (gg,) = torch.autograd.grad(g.sum(), x)

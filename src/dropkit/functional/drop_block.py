@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -10,22 +11,7 @@ from dropkit import _state
 from dropkit.ops import checks as chk
 from dropkit.ops import overridable, resolve_stream
 
-__all__ = ["BORDERS", "NORMALIZE", "check_drop_block_args", "drop_block2d", "drop_block3d",
-           "drop_block_gamma"]  # fmt: skip
-
-NORMALIZE = ("sample", "batch", "none")
-BORDERS = ("valid", "clip")
-
-
-def check_drop_block_args(p, block_size, eps, normalize, border, per_channel, noise, op) -> tuple:
-    """Every DropBlock argument, checked once (by the functional and by the modules)."""
-    return (chk.check_probability(p, op=op, what="drop probability"),
-            chk.check_int(block_size, "block_size", op=op, minimum=1, maximum=chk.MAX_EXTENT),
-            chk.check_real(eps, "eps", op=op, low=0.0, low_open=True),
-            chk.check_choice(normalize, "normalize", NORMALIZE, op=op),
-            chk.check_choice(border, "border", BORDERS, op=op),
-            chk.check_flag(per_channel, "per_channel", op=op),
-            chk.check_flag(noise, "noise", op=op))  # fmt: skip
+__all__ = ["drop_block2d", "drop_block3d", "drop_block_gamma"]
 
 
 def _gamma(p: float, sizes, spatial) -> float:
@@ -46,15 +32,14 @@ def drop_block_gamma(p: float, block_size: int | list[int], spatial: tuple[int, 
                         f"{type(spatial).__name__} {spatial!r}")  # fmt: skip
     if not spatial:
         raise ValueError(f"{op}: spatial must hold at least one size, got {spatial!r}")
-    spatial = [chk.check_int(s, "spatial", op=op, minimum=1, maximum=chk.MAX_EXTENT) for s in spatial]
-    if isinstance(block_size, (str, bytes, torch.Tensor)) or not isinstance(block_size, Sequence):
-        block_size = [block_size] * len(spatial)
-    sizes = [chk.check_int(k, "block_size", op=op) for k in block_size]
+    spatial = [chk.check_int(s, "spatial", op=op, minimum=1, maximum=chk.MAX_EXTENT)
+               for s in spatial]  # fmt: skip
+    one = isinstance(block_size, (str, bytes, torch.Tensor)) or not isinstance(block_size, Sequence)
+    sizes = [chk.check_int(k, "block_size", op=op)
+             for k in ([block_size] * len(spatial) if one else block_size)]  # fmt: skip
     if len(sizes) != len(spatial) or any(not 1 <= k <= s for k, s in zip(sizes, spatial)):
-        raise ValueError(
-            f"{op}: block_size {block_size!r} must lie in [1, S] for every spatial size S of "
-            f"{tuple(spatial)} (clip it to the map first, as the ops do)"
-        )
+        raise ValueError(f"{op}: block_size {block_size!r} must lie in [1, S] for every spatial "
+                         f"size S of {tuple(spatial)} (the ops clip it first)")  # fmt: skip
     return _gamma(p, sizes, spatial)
 
 
@@ -62,7 +47,7 @@ def _drop_block(input, p, block_size, inplace, eps, training, per_channel, norma
                 noise, generator, seed, offset, dims):  # fmt: skip
     op = f"drop_block{dims}d"
     chk.check_tensor(input, op)
-    p, block_size, eps, normalize, border, per_channel, noise = check_drop_block_args(
+    p, block_size, eps, normalize, border, per_channel, noise = chk.check_drop_block_args(
         p, block_size, eps, normalize, border, per_channel, noise, op)  # fmt: skip
     chk.check_flag(inplace, "inplace", op=op)
     chk.check_training(training, op)
@@ -77,10 +62,8 @@ def _drop_block(input, p, block_size, inplace, eps, training, per_channel, norma
     n, c, *spatial = (int(s) for s in input.shape)
     clip = border == "clip"
     sizes = [min(block_size, s) for s in spatial] if clip else [min(block_size, *spatial)] * dims
-    words = n * (c if per_channel else 1)
-    for s in spatial:
-        words *= s
-    extra = 2 * input.numel() + 1 if noise else 0  # the normals' words
+    words = n * (c if per_channel else 1) * math.prod(spatial)  # the seed map's
+    extra = 2 * input.numel() + 1 if noise else 0  # the normals'
     seed, offset = resolve_stream(generator, seed, offset, words, words=words + extra)
     out = torch.ops.dropkit.blocks.default(
         input, seed, offset, affine=True, threshold=round(_gamma(p, sizes, spatial) * 2.0**32),
@@ -99,30 +82,27 @@ def drop_block2d(input: torch.Tensor, p: float, block_size: int, inplace: bool =
     convolutional networks", NeurIPS 2018, Algorithm 1); torchvision's first six arguments.
 
     Block sides :math:`k_d` are ``min(block_size, H, W)`` (``border="valid"``) or
-    ``min(block_size, S_d)`` per dimension (``"clip"``); seeds are
+    ``min(block_size, S_d)`` per dimension (``"clip"``). Seeds are
     :math:`\mathrm{Bernoulli}(\gamma)`, :math:`\gamma = p\,HW / (k_h k_w (H-k_h+1)(W-k_w+1))`
-    (:func:`drop_block_gamma`), per sample and channel (``per_channel``) or per sample, only where
-    the whole block fits (``"valid"``: the paper, torchvision) or anywhere (``"clip"``: timm).
-    A seed at :math:`i` zeroes :math:`[i_d - a_d, i_d - a_d + k_d)`, :math:`a_d = \lfloor
-    k_d/2\rfloor`, clipped to the map (:math:`M = 0` there, else 1). Then
-    :math:`y = x\,M\,|M| / (\epsilon + \sum M)`, the sums over each sample (``normalize="sample"``,
+    (:func:`drop_block_gamma`), per sample and channel (``per_channel``) or per sample, where the
+    whole block fits (``"valid"``: the paper, torchvision) or anywhere (``"clip"``: timm). A seed
+    at :math:`i` zeroes :math:`[i_d - a_d, i_d - a_d + k_d)`, :math:`a_d = \lfloor k_d/2\rfloor`,
+    clipped to the map (:math:`M = 0` there, 1 elsewhere); then
+    :math:`y = x\,M\,|M| / (\epsilon + \sum M)`, the sums over each sample (``normalize="sample"``:
     samples independent, as batched Monte-Carlo needs) or the batch (``"batch"``; a shared mask
     counted once per channel), or :math:`y = x M` (``"none"``); with ``noise``,
-    :math:`y = x M + z (1 - M)` (:math:`z` standard normals, nothing rescaled). ``p = 1`` does
-    not drop everything (:math:`\gamma` counts overlapping blocks as disjoint). In evaluation
-    (outside :func:`dropkit.mc.stochastic`) and for ``p = 0``: ``input`` itself.
+    :math:`y = x M + z (1 - M)`, :math:`z` standard normals, nothing rescaled. ``p = 1`` does not
+    drop everything (:math:`\gamma` counts overlapping blocks as disjoint). In evaluation (outside
+    :func:`dropkit.mc.stochastic`) and for ``p = 0``: ``input`` itself.
 
     Stream: seed-map element ``k`` (row-major over ``(N, C', H, W)``, ``C'`` = C or 1) is a seed
     iff word ``k + offset`` is ``< round(gamma * 2**32)``; ``noise`` reads the normals of ``x``'s
-    logical elements from variate ``(offset + N C' H W + 1) // 2``. Backward is the same op on the
-    gradient (nothing saved but the seed); the output keeps the input's layout.
-    ``torchvision.ops.drop_block2d`` is ``normalize="batch"`` (same distribution for odd sides);
-    ``timm.layers.drop_block_2d`` (>= 1.0.23) is ``border="clip", normalize="batch"`` (``"none"``
-    for ``scale_by_keep=False``), ``per_channel=not couple_channels``, ``noise=with_noise``.
-
-    Args: ``input`` floating ``(N, C, H, W)``; ``p`` the drop probability in [0, 1]; ``block_size``
-    an integer >= 1; ``inplace`` write into ``input``; ``eps`` > 0; ``training`` apply if True;
-    ``generator``, ``seed``, ``offset`` the stream (see :func:`dropkit.functional.dropout`).
+    logical elements from variate ``(offset + N C' H W + 1) // 2``. Backward is the operator on the
+    gradient (nothing saved but the seed); the output keeps the input's layout. torchvision's
+    ``drop_block2d`` is ``normalize="batch"`` (same distribution for odd sides); timm's
+    ``drop_block_2d`` (>= 1.0.23) ``border="clip", normalize="batch"`` (``"none"`` without
+    ``scale_by_keep``), ``per_channel=not couple_channels``, ``noise=with_noise``. ``generator``,
+    ``seed``, ``offset``: the stream (see :func:`dropkit.functional.dropout`).
     """
     return _drop_block(input, p, block_size, inplace, eps, training, per_channel, normalize,
                        border, noise, generator, seed, offset, 2)  # fmt: skip
