@@ -10,6 +10,7 @@ each pair is what the target (dropkit <= 1.0x the peer on every row) is checked 
     python benchmarks/per_call.py                 # every row, 1 and 2 threads
     python benchmarks/per_call.py --rounds 5      # quicker, noisier
     python benchmarks/per_call.py --markdown      # a table for the docs
+    python benchmarks/per_call.py --only drop_block  # the rows whose method contains a word
 """
 
 from __future__ import annotations
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=50, help="calls per timing (50)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument("--only", metavar="TEXT", default="",
+                        help="only the rows whose method name contains TEXT")  # fmt: skip
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.calls < 1 or any(t < 1 for t in args.threads):
         parser.error("--rounds, --calls and --threads must be >= 1")
@@ -121,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     for threads in args.threads:
         torch.set_num_threads(threads)
         for name, peer_name, shape, peer, ours in rows():
+            if args.only not in name:
+                continue
             for backward in (False, True):
                 peer_s, our_s, ratio = measure(peer, ours, shape, backward, args.rounds,
                                                args.calls)  # fmt: skip

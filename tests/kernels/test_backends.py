@@ -16,8 +16,8 @@ from dropkit.kernels import reference
 TOP = kernels.MAX_STREAM_INDEX
 ops = torch.ops.dropkit
 S = kernels.seed_tensor
-OPS = ["keep", "keep_", "keep_affine", "keep_affine_", "bias_dropout_add", "_stream_words",
-       "_normal_uniforms"]  # fmt: skip
+OPS = ["keep", "keep_", "keep_affine", "keep_affine_", "bias_dropout_add", "blocks",
+       "_stream_words", "_normal_uniforms"]  # fmt: skip
 
 
 def has_kernel(op: str, key: str) -> bool:
@@ -74,7 +74,7 @@ def test_kernels_per_dispatch_key():
         # CompositeExplicitAutograd kernels serve the CPU too.
         assert has_kernel(name, "CPU") == (kernels.backend() == "cpu")
         assert has_kernel(name, "CompositeExplicitAutograd")  # the reference: every other device
-    for name in ("keep", "keep_affine", "bias_dropout_add"):
+    for name in ("keep", "keep_affine", "bias_dropout_add", "blocks"):
         assert has_kernel(name, "Autograd")  # C++ nodes, or the Python rules of the reference
 
 
@@ -91,7 +91,7 @@ def test_triton_kernels_only_where_triton_runs(monkeypatch):
     monkeypatch.setattr(kernels, "triton_gpu", fake, raising=False)
     assert kernels.triton_kernels() == {}
     fake.available = lambda: True
-    assert sorted(kernels.triton_kernels()) == sorted(set(OPS) - {"_normal_uniforms"})
+    assert sorted(kernels.triton_kernels()) == sorted(set(OPS) - {"_normal_uniforms", "blocks"})
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")

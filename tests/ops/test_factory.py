@@ -18,6 +18,7 @@ from dropkit.kernels import seed_tensor
 T = rng.keep_threshold(0.4)
 KEEP = torch.ops.dropkit.keep.default
 KEEP_AFFINE = torch.ops.dropkit.keep_affine.default
+BLOCKS = torch.ops.dropkit.blocks.default
 
 
 def _ids(shape):
@@ -34,11 +35,11 @@ def _cases():
         "alpha": (KEEP_AFFINE, x4, lambda s: (T, 0.8, 0.3, -1.2, list(s))),
         "alpha-feature": (KEEP_AFFINE, x4, lambda s: (T, 0.8, 0.3, -1.2, [s[0], s[1], 1, 1])),
         "normal_noise": (ops.NORMAL_NOISE.op, x4, lambda s: (True, 0.7)),
-        "blocks-valid": (ops.BLOCKS.op, x4, lambda s: (True, T // 8, [3, 3], True, False,
+        "blocks-valid": (BLOCKS, x4, lambda s: (True, T // 8, [3, 3], True, False,
                                                         "sample", 1e-6, False)),
-        "blocks-clip-batch": (ops.BLOCKS.op, x4, lambda s: (True, T // 8, [2, 3], False, True,
+        "blocks-clip-batch": (BLOCKS, x4, lambda s: (True, T // 8, [2, 3], False, True,
                                                             "batch", 1e-6, False)),
-        "blocks-noise": (ops.BLOCKS.op, x4, lambda s: (True, T // 8, [3, 3], False, True, "none",
+        "blocks-noise": (BLOCKS, x4, lambda s: (True, T // 8, [3, 3], False, True, "none",
                                                         1e-6, True)),
         "holes": (ops.HOLES.op, x4, lambda s: (True, 3, 2, 0.5)),
         "branches": (ops.BRANCHES.op, (3, 4, 5), lambda s: (True, T)),

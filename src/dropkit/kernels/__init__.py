@@ -7,15 +7,18 @@ The primitives are declared here, once (:data:`SCHEMAS`), in the ``dropkit`` nam
   broadcast dropout, drop-path, stochastic depth;
 - ``keep_affine`` / ``keep_affine_``: alpha dropout's ``x * M + B``;
 - ``bias_dropout_add``: ``residual + (x + bias) * M`` in one pass;
+- ``blocks``: DropBlock's ``x * M * scale`` (or ``x * M + z (1 - M)``), the blocks grown from the
+  seeds of the stream (:func:`dropkit.kernels.reference.blocks`);
 - ``_stream_words``, ``_normal_uniforms``: the raw stream, for the methods written in plain torch.
 
 Their semantics are :mod:`dropkit.kernels.reference`'s, bit for bit. Kernels, one per dispatch
 key, chosen once when dropkit is imported:
 
-- ``CPU`` and ``Autograd``: the C++ library (``csrc/dropkit_ops.cpp``, built on first use by
-  :mod:`dropkit.kernels.cpu`); its autograd nodes keep the seed and the scalars, no tensor. Where
-  it cannot be built (or ``DROPKIT_BACKEND=reference``), the reference and a Python autograd rule
-  with the same values take both keys.
+- ``CPU`` and ``Autograd``: the C++ library (``csrc/dropkit_ops.cpp`` and
+  ``csrc/dropkit_blocks.cpp``, built on first use by :mod:`dropkit.kernels.cpu`); its autograd
+  nodes keep the seed and the scalars, no tensor. Where it cannot be built (or
+  ``DROPKIT_BACKEND=reference``), the reference and a Python autograd rule with the same values
+  take both keys.
 - ``CUDA``: :mod:`dropkit.kernels.triton_gpu` where Triton can run, else the reference.
 - every other device: the reference (``CompositeExplicitAutograd``); ``Meta`` and fake tensors:
   ``torch.empty_like`` of the input (the layout the kernels return).
@@ -65,6 +68,10 @@ SCHEMAS = {
     "bias_dropout_add": (
         "bias_dropout_add(Tensor x, Tensor bias, Tensor residual, Tensor seed, int offset, "
         "int threshold, float scale) -> Tensor"
+    ),
+    "blocks": (
+        "blocks(Tensor x, Tensor seed, int offset, bool affine, int threshold, int[] sizes, "
+        "bool per_channel, bool clip, str normalize, float eps, bool noise) -> Tensor"
     ),
     "_stream_words": "_stream_words(Tensor(a!) out, Tensor seed, int offset) -> Tensor(a!)",
     "_normal_uniforms": "_normal_uniforms(int n, Tensor seed, int offset) -> (Tensor, Tensor)",
@@ -168,6 +175,37 @@ def _bias_dropout_add_reference(x, bias, residual, seed, offset, threshold, scal
     return reference.bias_dropout_add(x, bias, residual, int(seed), offset, threshold, scale, out)
 
 
+def _check_blocks(x, seed, offset, threshold, sizes, per_channel, normalize) -> None:
+    op = "dropkit::blocks"
+    if not 3 <= x.dim() <= 5:
+        raise RuntimeError(
+            f"{op}: x must be (N, C, *S) with 1 to 3 spatial dimensions, got {x.dim()}D"
+        )
+    spatial = x.shape[2:]
+    if len(sizes) != len(spatial) or any(not 1 <= k <= s for k, s in zip(sizes, spatial)):
+        raise RuntimeError(
+            f"{op}: sizes must hold one block side in [1, S_d] per spatial size S_d, got "
+            f"{list(sizes)} for x of shape {list(x.shape)}"
+        )
+    if normalize not in ("sample", "batch", "none"):
+        raise RuntimeError(
+            f"{op}: normalize must be 'sample', 'batch' or 'none', got '{normalize}'"
+        )
+    _check_stream(op, offset, threshold, x.shape[0] * (x.shape[1] if per_channel else 1)
+                  * math.prod(spatial))  # fmt: skip
+    _check_seed(op, seed)
+    _check_floating(op, x)
+
+
+def _blocks_reference(x, seed, offset, affine, threshold, sizes, per_channel, clip, normalize,
+                      eps, noise):  # fmt: skip
+    _check_blocks(x, seed, offset, threshold, sizes, per_channel, normalize)
+    if x.numel() == 0:
+        return torch.empty_like(x)
+    return reference.blocks(x, int(seed), offset, affine, threshold, list(sizes), per_channel,
+                            clip, normalize, eps, noise)  # fmt: skip
+
+
 def _stream_words_reference(out, seed, offset):
     _check_words(out, seed, offset)
     return out.copy_(reference.stream_words(out.numel(), int(seed), offset, out.device))
@@ -204,6 +242,7 @@ _REFERENCE = {
     "keep_affine": _affine_reference,
     "keep_affine_": _affine_inplace_reference,
     "bias_dropout_add": _bias_dropout_add_reference,
+    "blocks": _blocks_reference,
     "_stream_words": _stream_words_reference,
     "_normal_uniforms": _normal_uniforms_reference,
 }
@@ -235,6 +274,7 @@ for _name, _fake in {
     "keep_affine": _like_first,
     "keep_affine_": _first,
     "bias_dropout_add": _like_first_bias_dropout_add,
+    "blocks": _like_first,
     "_stream_words": _first,
     "_normal_uniforms": _normal_uniforms_fake,
 }.items():
@@ -273,9 +313,19 @@ def _bias_dropout_add_backward(ctx, grad):
     return grad_x, grad_bias, grad, None, None, None, None
 
 
+def _setup_blocks(ctx, inputs, output):
+    ctx.args = inputs[1:]
+
+
+def _blocks_backward(ctx, grad):
+    seed, offset, _, *params = ctx.args
+    return (torch.ops.dropkit.blocks(grad, seed, offset, False, *params),) + (None,) * 10
+
+
 def _register_python_autograd() -> None:
     for name, backward, setup in (
         ("keep", _keep_backward, _setup_keep),
+        ("blocks", _blocks_backward, _setup_blocks),
         ("keep_affine", _affine_backward, _setup_affine),
         ("bias_dropout_add", _bias_dropout_add_backward, _setup_bias_dropout_add),
     ):

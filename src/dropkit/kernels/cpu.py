@@ -1,6 +1,7 @@
-"""The compiled CPU kernels: ``csrc/dropkit_ops.cpp``, built with torch's extension machinery on
-first use and loaded into the process, where its static registrations give the ``dropkit``
-operators their ``CPU`` and ``Autograd`` kernels (:mod:`dropkit.kernels`).
+"""The compiled CPU kernels: ``csrc/dropkit_ops.cpp`` and ``csrc/dropkit_blocks.cpp``, built with
+torch's extension machinery on first use and loaded into the process, where its static
+registrations give the ``dropkit`` operators their ``CPU`` and ``Autograd`` kernels
+(:mod:`dropkit.kernels`).
 
 The kernels generate the Philox4x32-10 stream of :mod:`dropkit.rng` with SIMD integer multiplies and
 apply it in the same pass, split over torch's own intra-op thread pool (``at::parallel_for``), so
@@ -15,9 +16,11 @@ from pathlib import Path
 
 from dropkit.kernels import _build
 
-__all__ = ["COMPILE_FLAGS", "SOURCE", "load"]
+__all__ = ["COMPILE_FLAGS", "SOURCE", "SOURCES", "load"]
 
 SOURCE = Path(__file__).with_name("csrc") / "dropkit_ops.cpp"
+#: Every source of the library: the primitives, then DropBlock's kernel.
+SOURCES = (SOURCE, SOURCE.with_name("dropkit_blocks.cpp"))
 
 COMPILE_FLAGS = (
     "-O3",
@@ -35,4 +38,4 @@ COMPILE_FLAGS = (
 def load() -> bool:
     """Build (once per machine and torch) and load the C++ kernels; False, after one warning
     that names the cause, where that is impossible (the reference kernels then serve)."""
-    return _build.load_library("dropkit_ops", [SOURCE], extra_cflags=COMPILE_FLAGS) is not None
+    return _build.load_library("dropkit_ops", list(SOURCES), extra_cflags=COMPILE_FLAGS) is not None

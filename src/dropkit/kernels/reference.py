@@ -22,6 +22,7 @@ __all__ = [
     "apply_keep_affine",
     "apply_keep_mask",
     "bias_dropout_add",
+    "blocks",
     "keep_multiplier",
     "normal",
     "stream_words",
@@ -158,3 +159,69 @@ def bias_dropout_add(
     multiplier = keep_multiplier(x.shape, seed, offset, threshold, scale, acc, x.device)
     result = (residual.to(acc) + (x.to(acc) + bias.to(acc)) * multiplier).to(x.dtype)
     return _written(result, out)
+
+
+def _grow(seeds: torch.Tensor, sizes: list[int], starts: list[int], spatial) -> torch.Tensor:
+    """The blocks ``[j, j + k)`` of every seed at ``j`` (per spatial dimension), seen from ``start``
+    on over the map's length: a separable dilation by shifted ORs of the seed map, each dimension
+    padded by ``k - 1`` zero slices (a shift never carries a slice past its own padding)."""
+    out = seeds.view(torch.uint8)
+    for d, (k, start, length) in enumerate(zip(sizes, starts, spatial)):
+        dim = 2 + d
+        size = list(out.shape)
+        size[dim] += k - 1
+        padded = torch.zeros(size, dtype=torch.uint8, device=seeds.device)
+        padded.narrow(dim, 0, out.shape[dim]).copy_(out)
+        flat = padded.view(-1)
+        grown = padded.clone()
+        flat_grown, stride = grown.view(-1), padded.stride(dim)
+        for shift in range(1, k):
+            flat_grown[shift * stride :].bitwise_or_(flat[: -shift * stride])
+        out = grown.narrow(dim, start, length)
+    return out.view(torch.bool)
+
+
+def blocks(x, seed, offset, affine, threshold, sizes, per_channel, clip, normalize, eps, noise):
+    """DropBlock (``dropkit::blocks``) on ``x`` of shape ``(N, C, *S)``, in ``x``'s layout.
+
+    The seed map ``(N, C', *S)`` (``C' = C`` with ``per_channel``, else 1): element ``k`` is a seed
+    iff its stream word (index ``k + offset``) is ``< threshold`` and, unless ``clip``, its
+    position lies in ``[a_d, S_d - k_d + a_d]`` (``a_d = k_d // 2``, ``k_d = sizes[d]``). A seed
+    at ``i`` drops ``[i_d - a_d, i_d - a_d + k_d)`` clipped to the map: ``M`` is 0 there, 1
+    elsewhere. The result is ``x * M * s`` with, in the accumulation dtype, ``kept = float(count of
+    M == 1) * R`` (``R = C / C'``: a shared mask counts once per channel), ``s = (1 / (eps +
+    kept)) * (total * R)`` over each sample (``"sample"``) or the batch (``"batch"``), ``s = 1``
+    for ``"none"``; with ``noise``, ``x * M + z (1 - M)`` (``z``: the standard normals of ``x``'s
+    logical elements from variate ``(offset + N C' prod(S) + 1) // 2``; with ``affine=False``,
+    the gradient's ``x * M``). Products in the accumulation dtype, rounded once to ``x.dtype``."""
+    n, c, spatial = x.shape[0], x.shape[1], list(x.shape[2:])
+    acc = accumulation_dtype(x.dtype)
+    seed_shape = [n, c if per_channel else 1, *spatial]
+    words = math.prod(seed_shape)
+    seeds = (rng.stream_words(words, seed, offset, x.device) < threshold).reshape(seed_shape)
+    if clip:  # a seed at i covers [i - a, i - a + k), a = k // 2, clipped to the map
+        dropped = _grow(seeds, sizes, [k // 2 for k in sizes], spatial)
+    else:  # seeds only where the whole block fits: region index j covers [j, j + k)
+        region = (slice(None), slice(None)) + tuple(
+            slice(k // 2, k // 2 + s - k + 1) for s, k in zip(spatial, sizes)
+        )
+        dropped = _grow(seeds[region], sizes, [0] * len(sizes), spatial)
+    zero, one = _scalar(0.0, acc, x.device), _scalar(1.0, acc, x.device)
+    out = torch.empty_like(x)
+    if noise:
+        keep = torch.where(dropped, zero, one)
+        if not affine:
+            return torch.mul(x, keep, out=out)
+        z = normal(tuple(x.shape), seed, (offset + words + 1) // 2, x.device, acc)
+        return out.copy_((x.to(acc) * keep).add_(torch.where(dropped, z, zero)))
+    repeat = 1 if per_channel else c
+    if normalize == "sample":
+        per = dropped[0].numel()
+        kept = (per - dropped.reshape(n, -1).sum(1)).to(acc) * repeat
+        scale = (per * repeat / (eps + kept)).reshape(n, *([1] * (x.dim() - 1)))
+    elif normalize == "batch":
+        kept = (dropped.numel() - torch.count_nonzero(dropped)).to(acc) * repeat
+        scale = dropped.numel() * repeat / (eps + kept)
+    else:
+        scale = one
+    return torch.mul(x, torch.where(dropped, zero, scale), out=out)

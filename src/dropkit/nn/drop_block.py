@@ -1,47 +1,33 @@
-"""DropBlock modules (Ghiasi, Lin, Le 2018) and the linear drop-probability schedule."""
+"""DropBlock modules (Ghiasi, Lin, Le, NeurIPS 2018) over :mod:`dropkit.functional`."""
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from dropkit import functional as F
-from dropkit.functional.drop_block import check_drop_block_args
 from dropkit.nn._base import StochasticModule
-from dropkit.ops.checks import check_flag, check_int, check_module, check_probability
+from dropkit.nn.schedule import DropBlockSchedule, LinearSchedule
+from dropkit.ops.checks import check_drop_block_args, check_flag
 
 __all__ = ["DropBlock2d", "DropBlock3d", "DropBlockSchedule", "LinearSchedule"]
 
+_DEFAULTS = {"eps": 1e-06, "per_channel": True, "normalize": "sample", "border": "valid",
+             "noise": False}  # fmt: skip
+
 
 class DropBlock2d(StochasticModule):
-    """DropBlock on ``(N, C, H, W)`` maps; see :func:`dropkit.functional.drop_block2d`.
-
-    torchvision's ``DropBlock2d(p, block_size, inplace=False, eps=1e-06)`` plus ``per_channel``,
-    ``normalize``, ``border``, ``noise`` (timm's options) and per-layer randomness
-    (``generator``/``seed``). Identity in eval mode (unless inside :func:`dropkit.mc.stochastic`).
-    ``p`` may be changed between steps, e.g. by :class:`DropBlockSchedule`.
-
-    Shape: input ``(N, C, H, W)``, output the same.
-    """
+    """DropBlock on ``(N, C, H, W)`` maps, in and out: :func:`dropkit.functional.drop_block2d` with
+    these arguments (torchvision's ``DropBlock2d(p, block_size, inplace=False, eps=1e-06)``, timm's
+    options, per-layer randomness ``generator``/``seed``). Identity in eval mode (outside
+    :func:`dropkit.mc.stochastic`); ``p`` may change between steps (:class:`DropBlockSchedule`)."""
 
     draws_once_per_batch = property(lambda self: self.normalize == "batch")  # see dropkit.mc
-
     _functional = staticmethod(F.drop_block2d)
 
-    def __init__(
-        self,
-        p: float,
-        block_size: int,
-        inplace: bool = False,
-        eps: float = 1e-06,
-        *,
-        per_channel: bool = True,
-        normalize: str = "sample",
-        border: str = "valid",
-        noise: bool = False,
-        generator: torch.Generator | None = None,
-        seed: int | None = None,
-    ) -> None:
+    def __init__(self, p: float, block_size: int, inplace: bool = False, eps: float = 1e-06, *,
+                 per_channel: bool = True, normalize: str = "sample", border: str = "valid",
+                 noise: bool = False, generator: torch.Generator | None = None,
+                 seed: int | None = None) -> None:  # fmt: skip
         super().__init__(generator=generator, seed=seed)
         (self.p, self.block_size, self.eps, self.normalize, self.border, self.per_channel,
          self.noise) = check_drop_block_args(p, block_size, eps, normalize, border, per_channel,
@@ -49,107 +35,21 @@ class DropBlock2d(StochasticModule):
         self.inplace = check_flag(inplace, "inplace", op=type(self).__name__)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return self._functional(
-            input, self.p, self.block_size, self.inplace, self.eps, self.training,
-            per_channel=self.per_channel, normalize=self.normalize, border=self.border,
-            noise=self.noise, **self._random_kwargs(),
-        )  # fmt: skip
+        return self._functional(input, self.p, self.block_size, self.inplace, self.eps,
+                                self.training, per_channel=self.per_channel,
+                                normalize=self.normalize, border=self.border, noise=self.noise,
+                                **self._random_kwargs())  # fmt: skip
 
     def extra_repr(self) -> str:
         text = f"p={self.p}, block_size={self.block_size}, inplace={self.inplace}"
-        if self.eps != 1e-06:
-            text += f", eps={self.eps}"
-        if not self.per_channel:
-            text += ", per_channel=False"
-        if self.normalize != "sample":
-            text += f", normalize={self.normalize!r}"
-        if self.border != "valid":
-            text += f", border={self.border!r}"
-        if self.noise:
-            text += ", noise=True"
+        for name, default in _DEFAULTS.items():
+            if getattr(self, name) != default:
+                text += f", {name}={getattr(self, name)!r}"
         return text + self._seed_repr()
 
 
 class DropBlock3d(DropBlock2d):
-    """DropBlock on ``(N, C, D, H, W)`` volumes; see :func:`dropkit.functional.drop_block3d`.
-
-    Same arguments as :class:`DropBlock2d` (torchvision's ``DropBlock3d`` plus the extras).
-    """
+    """DropBlock on ``(N, C, D, H, W)`` volumes: :func:`dropkit.functional.drop_block3d`, the
+    arguments of :class:`DropBlock2d` (torchvision's ``DropBlock3d`` plus the extras)."""
 
     _functional = staticmethod(F.drop_block3d)
-
-
-class DropBlockSchedule(nn.Module):
-    """Ramp a layer's drop probability linearly over training steps (the DropBlock paper, sec. 3).
-
-    ``p(step) = start + (stop - start) * min(step, steps) / steps``; the paper ramps the keep
-    probability from 1 down to its target, i.e. ``start=0`` and ``stop`` the target drop rate.
-    The scheduled attribute (default ``"p"``) of ``module`` is set from the current step before
-    every forward of ``module`` and after every :meth:`step`. Call :meth:`step` once per training
-    step. The step counter is a buffer (``step_count``), so it lives in the ``state_dict`` of any
-    model the schedule is registered in, and loading a checkpoint mid-schedule continues exactly.
-    The scheduled layer is referenced, not registered as a child, so it is not saved twice.
-
-    >>> block = DropBlock2d(0.1, 7)
-    >>> model.add_module("dropblock_schedule", DropBlockSchedule(block, 0.0, 0.1, steps=5000))
-    >>> model.dropblock_schedule.step()  # once per optimiser step
-    """
-
-    def __init__(
-        self, module: nn.Module, start: float, stop: float, steps: int, attribute: str = "p"
-    ) -> None:
-        super().__init__()
-        op = "DropBlockSchedule"
-        start = check_probability(start, "start", op=op, what="start")
-        stop = check_probability(stop, "stop", op=op, what="stop")
-        steps = check_int(steps, "steps", op=op, minimum=1)
-        check_module(module, "module", op=op)
-        if not isinstance(attribute, str):
-            raise TypeError(f"{op}: attribute must be a str, got {type(attribute).__name__}")
-        if not hasattr(module, attribute):
-            raise ValueError(
-                f"{op}: module {type(module).__name__} has no attribute {attribute!r} to schedule"
-            )
-        object.__setattr__(self, "target", module)
-        self.start, self.stop, self.steps, self.attribute = start, stop, steps, attribute
-        self.register_buffer("step_count", torch.zeros((), dtype=torch.int64))
-        self._handle = module.register_forward_pre_hook(self._pre_hook)
-        self._update()
-
-    @property
-    def value(self) -> float:
-        """The scheduled probability at the current step."""
-        fraction = min(int(self.step_count), self.steps) / self.steps
-        return self.start + (self.stop - self.start) * fraction
-
-    def _pre_hook(self, module: nn.Module, args) -> None:
-        self._update()
-
-    def _update(self) -> None:
-        setattr(self.target, self.attribute, self.value)
-
-    def step(self) -> None:
-        """Advance the schedule by one training step."""
-        self.step_count += 1
-        self._update()
-
-    def remove(self) -> None:
-        """Detach the schedule from its layer (the layer keeps its current value)."""
-        self._handle.remove()
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        """The identity, so a schedule can sit inside an ``nn.Sequential`` it belongs to."""
-        return input
-
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        super()._load_from_state_dict(*args, **kwargs)
-        self._update()
-
-    def extra_repr(self) -> str:
-        return (
-            f"{self.attribute}: {self.start} -> {self.stop} over {self.steps} steps, "
-            f"step={int(self.step_count)}"
-        )
-
-
-LinearSchedule = DropBlockSchedule  # the name of the first release

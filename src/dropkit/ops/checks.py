@@ -22,6 +22,7 @@ __all__ = [
     "check_choice",
     "check_conv2d_args",
     "check_conv2d_shapes",
+    "check_drop_block_args",
     "check_drop_connect_tensors",
     "check_embedding_args",
     "check_fill",
@@ -387,6 +388,18 @@ def check_embedding_args(num_embeddings: int, padding_idx, max_norm, norm_type, 
         if type(value) is not bool:
             raise TypeError(f"{op}: {name} must be a bool, got {type(value).__name__} {value!r}")
     return padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse
+
+
+def check_drop_block_args(p, block_size, eps, normalize, border, per_channel, noise, op) -> tuple:
+    """DropBlock's arguments (the functionals' and the modules'): ``p`` in [0, 1], ``block_size``
+    an integer >= 1, ``eps`` > 0, ``normalize`` and ``border`` one of their names, the flags."""
+    return (check_probability(p, op=op, what="drop probability"),
+            check_int(block_size, "block_size", op=op, minimum=1, maximum=MAX_EXTENT),
+            check_real(eps, "eps", op=op, low=0.0, low_open=True),
+            check_choice(normalize, "normalize", ("sample", "batch", "none"), op=op),
+            check_choice(border, "border", ("valid", "clip"), op=op),
+            check_flag(per_channel, "per_channel", op=op),
+            check_flag(noise, "noise", op=op))  # fmt: skip
 
 
 def check_ids(ids: torch.Tensor, num_embeddings: int, op: str) -> None:

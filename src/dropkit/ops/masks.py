@@ -13,7 +13,6 @@ from dropkit.kernels.reference import accumulation_dtype
 from dropkit.ops._factory import MaskOp
 
 __all__ = [
-    "BLOCKS",
     "BRANCHES",
     "EMBEDDING",
     "HOLES",
@@ -37,78 +36,6 @@ def _normal(x, seed, offset, std):
 
 #: ``x * (1 + std z)``, ``z`` the stream's standard normals (variate ``i`` at words 2(i+offset)).
 NORMAL_NOISE = MaskOp("normal_noise", "float std", _normal)
-
-
-# -- DropBlock: grown blocks -----------------------------------------------------------------------
-def _grow(seeds: torch.Tensor, sizes: list[int], starts: list[int], spatial) -> torch.Tensor:
-    """The blocks ``[j, j + k)`` of every seed at ``j`` of ``seeds`` (per spatial dimension),
-    seen from ``start`` on over the map's length: a separable dilation by shifted ORs (a
-    stride-1 max-pool of the padded seed map computes the same mask).
-
-    Each dimension is padded by ``k - 1`` zero slices and the ORs run over the *flat* buffer,
-    shifted by ``shift * stride``: a shift never carries a slice past its own padding, and the
-    ORs are long contiguous byte runs (``bitwise_or_`` on uint8; ``logical_or_`` on bool, and ORs
-    over narrowed rows, measured several times slower)."""
-    out = seeds.view(torch.uint8)
-    for d, (k, start, length) in enumerate(zip(sizes, starts, spatial)):
-        dim = 2 + d
-        size = list(out.shape)
-        size[dim] += k - 1
-        padded = torch.zeros(size, dtype=torch.uint8, device=seeds.device)
-        padded.narrow(dim, 0, out.shape[dim]).copy_(out)
-        flat = padded.view(-1)
-        grown = padded.clone()
-        flat_grown, stride = grown.view(-1), padded.stride(dim)
-        for shift in range(1, k):
-            cut = shift * stride
-            flat_grown[cut:].bitwise_or_(flat[:-cut])
-        out = grown.narrow(dim, start, length)
-    return out.view(torch.bool)
-
-
-def _blocks(x, seed, offset, threshold, sizes, per_channel, clip, normalize, eps, noise):
-    n, c, spatial = x.shape[0], x.shape[1], list(x.shape[2:])
-    acc = accumulation_dtype(x.dtype)
-    seed_shape = [n, c if per_channel else 1, *spatial]
-    # A seed is a word that is *not* kept at the threshold round(gamma * 2**32).
-    not_seed = keep_multiplier(seed_shape, seed, offset, threshold, 1.0, torch.float32, x.device)
-    seeds = not_seed == 0
-    if clip:  # a seed at i covers [i - a, i - a + k), a = k // 2, clipped to the map
-        blocks = _grow(seeds, sizes, [k // 2 for k in sizes], spatial)
-    else:  # seeds only where the whole block fits: region index j covers [j, j + k)
-        region = (slice(None), slice(None)) + tuple(
-            slice(k // 2, k // 2 + s - k + 1) for s, k in zip(spatial, sizes)
-        )
-        blocks = _grow(seeds[region], sizes, [0] * len(sizes), spatial)
-    zero = torch.zeros((), dtype=acc, device=x.device)
-    if noise:
-        words = n * seed_shape[1] * blocks[0, 0].numel()
-        z = kernels.normal(tuple(x.shape), seed, (offset + words + 1) // 2, x.device, acc)
-        return torch.where(blocks, zero, torch.ones((), dtype=acc, device=x.device)), (
-            torch.where(blocks, z, zero)
-        )
-    # The normaliser counts kept elements of x (a shared mask once per channel), then the
-    # multiplier is written in one pass: 0 in a block, the scale elsewhere.
-    repeat = 1 if per_channel else c
-    if normalize == "sample":
-        per = blocks[0].numel()
-        kept = (per - blocks.reshape(n, -1).sum(1)).to(acc) * repeat
-        scale = (per * repeat / (eps + kept)).reshape(n, *([1] * (x.dim() - 1)))
-    elif normalize == "batch":
-        kept = (blocks.numel() - torch.count_nonzero(blocks)).to(acc) * repeat
-        scale = blocks.numel() * repeat / (eps + kept)
-    else:
-        scale = torch.ones((), dtype=acc, device=x.device)
-    return torch.where(blocks, zero, scale), None
-
-
-#: DropBlock's ``x * M * s`` (or, with ``noise``, ``x * M + z (1 - M)``); see
-#: :func:`dropkit.functional.drop_block2d` for the stream layout.
-BLOCKS = MaskOp(
-    "blocks",
-    "int threshold, int[] sizes, bool per_channel, bool clip, str normalize, float eps, bool noise",
-    _blocks,
-)
 
 
 # -- Cutout: square holes filled with a value ------------------------------------------------------
