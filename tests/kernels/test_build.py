@@ -374,6 +374,19 @@ def test_a_failed_compile_is_remembered_and_a_change_retries(tmp_path):
     assert third["path"] and third["loaded"] == "3" and compiles() == 2
 
 
+def test_a_changed_header_beside_the_sources_is_another_key(tmp_path):
+    # The sources include "philox.h" from their folder: its bytes are part of the key.
+    source = tmp_path / "tiny.cpp"
+    source.write_text('#include "shared.h"\n')
+    header = tmp_path / "shared.h"
+    header.write_text("int a = 1;\n")
+    compiler = _build._find_compiler()
+    first = _build._key("tiny", [source], [], compiler)
+    assert _build._key("tiny", [source], [], compiler) == first
+    header.write_text("int a = 2;\n")
+    assert _build._key("tiny", [source], [], compiler) != first
+
+
 def unshare_works() -> bool:
     try:
         return subprocess.run(["unshare", "-U", "true"], timeout=10).returncode == 0

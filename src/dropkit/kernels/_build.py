@@ -15,12 +15,13 @@ one by one) — a killed or interrupted build leaves no compiler running. The fi
 one line to stderr: what, why and how long.
 
 Cache. ``$DROPKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/dropkit``, else ``~/.cache/dropkit``; one
-folder per key, a digest of everything that changes the binary (the sources' bytes, the flags,
-torch's version and install path, the compiler's path and file identity, Python's tag, the CPU's
-instruction set). A library is loaded only if it is a regular file (opened without following a
-symlink and without blocking), of the size its manifest records and at most
-:data:`MAX_LIBRARY_BYTES`, whose SHA-256 *computed here* matches the manifest and whose ELF
-structure lies within the file (a truncated library would otherwise fault inside ``dlopen``);
+folder per key, a digest of everything that changes the binary (the bytes of the sources and of
+the headers beside them, the flags, torch's version and install path, the compiler's path and file
+identity, Python's tag, the CPU's instruction set). A library is loaded only if it is a regular
+file (opened without following a symlink and without blocking), of the size its manifest records
+and at most :data:`MAX_LIBRARY_BYTES`, whose SHA-256 *computed here* matches the manifest and
+whose ELF structure lies within the file (a truncated library would otherwise fault inside
+``dlopen``);
 then the bytes that were checked are written to a private copy, which is loaded and unlinked.
 Anything else is reported once and rebuilt.
 
@@ -173,6 +174,12 @@ def _key(name: str, sources: Sequence[Path], cflags: Sequence[str], compiler: st
         "format": _FORMAT,
         "name": name,
         "sources": [hashlib.sha256(_read_source(path)).hexdigest() for path in sources],
+        # The headers beside the sources, which they include ("philox.h"): a changed header is a
+        # changed binary.
+        "headers": [
+            hashlib.sha256(_read_source(path)).hexdigest()
+            for path in sorted({h for source in sources for h in source.parent.glob("*.h")})
+        ],
         "cflags": list(cflags),
         "torch": torch.__version__,
         "torch_git": getattr(torch.version, "git_version", ""),
