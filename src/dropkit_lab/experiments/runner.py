@@ -412,16 +412,13 @@ def _dataset(name: str, data_dir, train_size, test_size):
 def _train(spec: RunSpec, data, checkpoint: Path, progress: str, desc: str, device: str):
     """Train ``spec``, resuming from its checkpoint; an unusable checkpoint is deleted (with a
     message) and the run trained from its first epoch."""
+
+    def attempt():
+        return train(spec.model, spec.train, data, checkpoint=checkpoint, progress=progress,
+                     desc=desc, device=device)  # fmt: skip
+
     try:
-        return train(
-            spec.model,
-            spec.train,
-            data,
-            checkpoint=checkpoint,
-            progress=progress,
-            desc=desc,
-            device=device,
-        )
+        return attempt()
     except CheckpointError as exc:
         if exc.path.is_dir():
             aside = _move_aside(exc.path, checkpoint.parent.parent / "damaged")
@@ -429,15 +426,7 @@ def _train(spec: RunSpec, data, checkpoint: Path, progress: str, desc: str, devi
         else:
             exc.path.unlink()
             _say(f"{exc}; deleted it, training {spec.run_id} from its first epoch")
-    return train(
-        spec.model,
-        spec.train,
-        data,
-        checkpoint=checkpoint,
-        progress=progress,
-        desc=desc,
-        device=device,
-    )
+    return attempt()
 
 
 def ensemble_groups(specs: list[RunSpec]) -> list[list[RunSpec]]:
